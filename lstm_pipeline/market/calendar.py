@@ -1,0 +1,115 @@
+"""NYSE regular-session 15-minute windows.
+
+A window is named by its start in America/New_York and covers ``[start, start + 15 min)``. Windows exist only
+inside the regular session (09:30-16:00, or the early close), never on weekends or exchange holidays. The
+exchange calendar comes from ``exchange_calendars`` (XNYS), which carries holidays, early closes and history.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+
+NEW_YORK = "America/New_York"
+WINDOW_MINUTES = 15
+WINDOW = pd.Timedelta(minutes=WINDOW_MINUTES)
+WINDOW_KEY_FORMAT = "%Y-%m-%d-%H:%M"
+"""Partition-key format of a window: its New York start, the format Dagster uses for sub-daily windows."""
+
+
+@functools.lru_cache(maxsize=1)
+def _xnys():
+    import exchange_calendars
+
+    # The calendar's default span reaches back 20 years; a fixed wide span keeps lookups cheap and cached.
+    return exchange_calendars.get_calendar("XNYS", start="2000-01-01")
+
+
+def to_new_york(ts: datetime | pd.Timestamp | str) -> pd.Timestamp:
+    """A timezone-aware New York timestamp; naive input is read as New York wall-clock time."""
+    stamp = pd.Timestamp(ts)
+    if stamp.tzinfo is None:
+        return stamp.tz_localize(NEW_YORK)
+    return stamp.tz_convert(NEW_YORK)
+
+
+def sessions(start: date | str | pd.Timestamp, end: date | str | pd.Timestamp) -> pd.DataFrame:
+    """Trading sessions between two dates (inclusive) with their New York open and close."""
+    cal = _xnys()
+    first = pd.Timestamp(pd.Timestamp(start).date())
+    last = pd.Timestamp(pd.Timestamp(end).date())
+    first = max(first, cal.first_session)
+    last = min(last, cal.last_session)
+    if first > last:
+        return pd.DataFrame({"open": pd.Series(dtype=f"datetime64[ns, {NEW_YORK}]"),
+                             "close": pd.Series(dtype=f"datetime64[ns, {NEW_YORK}]")})
+    schedule = cal.schedule.loc[first:last, ["open", "close"]]
+    return pd.DataFrame(
+        {"open": schedule["open"].dt.tz_convert(NEW_YORK), "close": schedule["close"].dt.tz_convert(NEW_YORK)},
+        index=schedule.index,
+    )
+
+
+def session_windows(start: datetime | pd.Timestamp | str, end: datetime | pd.Timestamp | str) -> pd.DatetimeIndex:
+    """Starts of the session windows with ``start <= window_start < end`` (New York, ascending).
+
+    Both bounds may be dates or timestamps; a date means its midnight in New York.
+    """
+    lo = to_new_york(start)
+    hi = to_new_york(end)
+    if hi <= lo:
+        return pd.DatetimeIndex([], tz=NEW_YORK)
+    days = sessions(lo.date(), hi.date())
+    if days.empty:
+        return pd.DatetimeIndex([], tz=NEW_YORK)
+    opens = days["open"].to_numpy(dtype="datetime64[ns]")
+    closes = days["close"].to_numpy(dtype="datetime64[ns]")
+    counts = ((closes - opens) // WINDOW.to_timedelta64()).astype(int)
+    offsets = pd.to_timedelta(
+        pd.Series(counts).apply(lambda n: list(range(n))).explode().astype(int) * WINDOW_MINUTES, unit="min"
+    ).to_numpy()
+    starts = pd.DatetimeIndex(opens.repeat(counts) + offsets, tz="UTC").tz_convert(NEW_YORK)
+    return starts[(starts >= lo) & (starts < hi)]
+
+
+def windows_for_session(day: date | str | pd.Timestamp) -> pd.DatetimeIndex:
+    """All window starts of one trading day; empty on weekends and holidays."""
+    first = pd.Timestamp(pd.Timestamp(day).date())
+    return session_windows(first, first + pd.Timedelta(days=1))
+
+
+def closed_windows(
+    now: datetime | pd.Timestamp, start: datetime | pd.Timestamp | str, delay: timedelta = timedelta(minutes=15)
+) -> pd.DatetimeIndex:
+    """Windows since ``start`` whose data is available at ``now``: closed at least ``delay`` ago.
+
+    US equity data on free and delayed feeds arrives 15 minutes late, so the window ``[10:00, 10:15)`` can be
+    fetched from 10:30.
+    """
+    cutoff = to_new_york(now) - pd.Timedelta(delay) - WINDOW
+    windows = session_windows(start, cutoff + pd.Timedelta(minutes=1))
+    return windows[windows <= cutoff]
+
+
+def is_session_window(ts: datetime | pd.Timestamp) -> bool:
+    """Whether ``ts`` is exactly the start of a session window."""
+    stamp = to_new_york(ts)
+    return bool(len(windows_for_session(stamp.date()).intersection(pd.DatetimeIndex([stamp]))))
+
+
+def window_key(ts: datetime | pd.Timestamp) -> str:
+    """Partition key of the window starting at ``ts``: its New York start as ``YYYY-MM-DD-HH:MM``."""
+    return to_new_york(ts).strftime(WINDOW_KEY_FORMAT)
+
+
+def parse_window_key(key: str) -> pd.Timestamp:
+    """The New York start of a window from its partition key; a clear error on a malformed key."""
+    try:
+        naive = datetime.strptime(key, WINDOW_KEY_FORMAT)
+    except ValueError as exc:
+        raise ValueError(
+            f"Window key {key!r} is not of the form YYYY-MM-DD-HH:MM (the window's New York start)."
+        ) from exc
+    return pd.Timestamp(naive).tz_localize(NEW_YORK)
