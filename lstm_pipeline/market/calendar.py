@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from datetime import date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 NEW_YORK = "America/New_York"
@@ -64,13 +65,14 @@ def session_windows(start: datetime | pd.Timestamp | str, end: datetime | pd.Tim
     days = sessions(lo.date(), hi.date())
     if days.empty:
         return pd.DatetimeIndex([], tz=NEW_YORK)
-    opens = days["open"].to_numpy(dtype="datetime64[ns]")
-    closes = days["close"].to_numpy(dtype="datetime64[ns]")
-    counts = ((closes - opens) // WINDOW.to_timedelta64()).astype(int)
-    offsets = pd.to_timedelta(
-        pd.Series(counts).apply(lambda n: list(range(n))).explode().astype(int) * WINDOW_MINUTES, unit="min"
-    ).to_numpy()
-    starts = pd.DatetimeIndex(opens.repeat(counts) + offsets, tz="UTC").tz_convert(NEW_YORK)
+    opens = days["open"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    closes = days["close"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    counts = ((closes - opens) // WINDOW.to_timedelta64()).astype(np.int64)
+    # Position of each window inside its session, without a Python loop over days.
+    first_index = np.repeat(np.cumsum(counts) - counts, counts)
+    slot = np.arange(int(counts.sum()), dtype=np.int64) - first_index
+    starts_utc = opens.repeat(counts) + slot * WINDOW.to_timedelta64()
+    starts = pd.DatetimeIndex(starts_utc).tz_localize("UTC").tz_convert(NEW_YORK)
     return starts[(starts >= lo) & (starts < hi)]
 
 

@@ -1,0 +1,30 @@
+"""The one place that wires assets, checks, jobs, schedules, sensors and resources together.
+
+Loading this module must stay cheap (it runs in the code server, every run and every sensor tick): no
+TensorFlow, no great-expectations at import time. Configuration errors surface here as one clear sentence.
+"""
+
+import warnings
+
+from dagster import BetaWarning, Definitions, PreviewWarning, in_process_executor
+
+warnings.filterwarnings("ignore", category=BetaWarning)
+warnings.filterwarnings("ignore", category=PreviewWarning)
+
+from lstm_pipeline.assets.market_bars import market_bars  # noqa: E402
+from lstm_pipeline.resources import build_resources  # noqa: E402
+from lstm_pipeline.schedules.market_close import market_close_schedule  # noqa: E402
+from lstm_pipeline.sensors.market_windows import market_windows_sensor  # noqa: E402
+from lstm_pipeline.settings import load_settings  # noqa: E402
+
+settings = load_settings()
+
+defs = Definitions(
+    assets=[market_bars],
+    asset_checks=[],
+    schedules=[market_close_schedule],
+    sensors=[market_windows_sensor],
+    resources=build_resources(settings),
+    # Steps of a run share one DuckDB writer; in-process execution avoids lock contention between them.
+    executor=in_process_executor,
+)

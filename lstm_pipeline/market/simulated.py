@@ -1,0 +1,138 @@
+"""An embedded simulated market, so the whole pipeline runs offline out of the box.
+
+Each symbol follows one fixed path from ``SIMULATION_EPOCH``: 15-minute log returns with stochastic volatility
+(an AR(1) log-volatility gives volatility clustering), Student-t shocks (fat tails), an intraday U-shape in
+volatility and volume, an overnight gap at each session's first window, and per-symbol drift and volatility.
+The path is a pure function of (symbol, seed), so a window's bar is the same whichever range it is asked in,
+and bars exist only in NYSE regular-session windows.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lstm_pipeline.market.bars import conform_bars, empty_bars
+from lstm_pipeline.market.calendar import NEW_YORK, session_windows
+
+SIMULATION_EPOCH = pd.Timestamp("2020-01-02", tz=NEW_YORK)
+"""First window of every simulated path; earlier windows have no bars."""
+SIMULATION_END = pd.Timestamp("2027-11-01", tz=NEW_YORK)
+"""Paths are generated up to here (the exchange calendar's published horizon)."""
+
+_STEPS_PER_YEAR = 252 * 26
+_SESSION_MINUTES = 390.0
+
+
+@dataclass(frozen=True)
+class SymbolProfile:
+    """Statistical character of one simulated symbol."""
+
+    start_price: float
+    annual_drift: float
+    annual_volatility: float
+    overnight_gap_vol: float
+    base_volume: float
+
+
+KNOWN_PROFILES: dict[str, SymbolProfile] = {
+    "AAPL": SymbolProfile(75.0, 0.18, 0.28, 0.010, 2_500_000),
+    "MSFT": SymbolProfile(160.0, 0.17, 0.26, 0.009, 1_400_000),
+    "GOOGL": SymbolProfile(68.0, 0.16, 0.30, 0.011, 1_600_000),
+    "AMZN": SymbolProfile(95.0, 0.12, 0.34, 0.012, 2_200_000),
+    "TSLA": SymbolProfile(28.0, 0.30, 0.62, 0.025, 4_500_000),
+    "SPY": SymbolProfile(320.0, 0.10, 0.17, 0.006, 3_500_000),
+    "QQQ": SymbolProfile(210.0, 0.13, 0.22, 0.007, 2_800_000),
+}
+
+
+def profile_for(symbol: str) -> SymbolProfile:
+    """The profile of a known symbol, or a stable one derived from the ticker for any other."""
+    if symbol in KNOWN_PROFILES:
+        return KNOWN_PROFILES[symbol]
+    draw = np.random.default_rng(zlib.crc32(symbol.encode()))
+    return SymbolProfile(
+        start_price=float(draw.uniform(15, 400)),
+        annual_drift=float(draw.uniform(-0.05, 0.2)),
+        annual_volatility=float(draw.uniform(0.18, 0.55)),
+        overnight_gap_vol=float(draw.uniform(0.005, 0.02)),
+        base_volume=float(draw.uniform(3e5, 3e6)),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _timeline() -> pd.DatetimeIndex:
+    return session_windows(SIMULATION_EPOCH, SIMULATION_END)
+
+
+@functools.lru_cache(maxsize=64)
+def _path(symbol: str, seed: int) -> pd.DataFrame:
+    """The whole simulated history of one symbol, generated once per process."""
+    windows = _timeline()
+    n = len(windows)
+    profile = profile_for(symbol)
+    rng = np.random.default_rng([seed, zlib.crc32(symbol.encode())])
+
+    minutes_since_open = (windows.hour * 60 + windows.minute - 570).to_numpy(dtype=float)
+    position = np.clip(minutes_since_open / _SESSION_MINUTES, 0.0, 1.0)
+    u_shape = (0.75 + 1.6 * (position - 0.5) ** 2) / 0.8833  # busier at the open and close; mean 1 over a day
+    first_of_session = np.r_[True, windows.date[1:] != windows.date[:-1]]
+
+    # Stochastic volatility: AR(1) log-volatility, written as an exponential filter (vectorised, no loop).
+    persistence = 0.985
+    vol_of_vol = 0.12
+    innovations = rng.standard_normal(n) * vol_of_vol
+    scaled = innovations / (1 - persistence)
+    scaled[0] = innovations[0] / np.sqrt(1 - persistence**2)  # start from the stationary distribution
+    log_vol = pd.Series(scaled).ewm(alpha=1 - persistence, adjust=False).mean().to_numpy()
+    log_vol -= vol_of_vol**2 / (2 * (1 - persistence**2))  # keep E[exp(log_vol)] near 1
+
+    step_vol = profile.annual_volatility / np.sqrt(_STEPS_PER_YEAR)
+    shocks = rng.standard_t(df=5, size=n) / np.sqrt(5 / 3)  # unit-variance fat tails
+    sigma = step_vol * np.exp(log_vol) * u_shape
+    drift = profile.annual_drift / _STEPS_PER_YEAR - 0.5 * sigma**2
+    gaps = np.where(first_of_session, rng.standard_normal(n) * profile.overnight_gap_vol, 0.0)
+    intrabar = drift + sigma * shocks
+
+    log_close = np.log(profile.start_price) + np.cumsum(gaps + intrabar)
+    close = np.exp(log_close)
+    open_ = close * np.exp(-intrabar)
+    wick_scale = sigma * 0.6
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.standard_normal(n)) * wick_scale)
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.standard_normal(n)) * wick_scale)
+    volume_noise = np.exp(rng.standard_normal(n) * 0.35)
+    volume = np.round(profile.base_volume / 26 * u_shape**2 * np.exp(0.8 * log_vol) * volume_noise).astype(np.int64)
+    vwap = (open_ + high + low + close) / 4.0
+    trade_size = 80 + 40 * rng.random(n)
+    trade_count = np.maximum(1, np.round(volume / trade_size)).astype(np.int64)
+
+    return pd.DataFrame(
+        {
+            "window_start": windows,
+            "open": open_.round(4),
+            "high": high.round(4),
+            "low": low.round(4),
+            "close": close.round(4),
+            "volume": volume,
+            "vwap": vwap.round(4),
+            "trade_count": trade_count,
+        }
+    ).set_index("window_start")
+
+
+def simulate_bars(symbol: str, windows: pd.DatetimeIndex, seed: int = 0) -> pd.DataFrame:
+    """Simulated bars of ``symbol`` for the given session windows (others are ignored), in the bar schema."""
+    if len(windows) == 0:
+        return empty_bars()
+    path = _path(symbol, int(seed))
+    wanted = pd.DatetimeIndex(windows).tz_convert(NEW_YORK)
+    rows = path.loc[path.index.intersection(wanted)]
+    if rows.empty:
+        return empty_bars()
+    frame = rows.rename_axis("window_start").reset_index()
+    frame.insert(0, "symbol", symbol)
+    return conform_bars(frame, source=f"simulated(seed={int(seed)})")

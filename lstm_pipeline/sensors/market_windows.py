@@ -1,0 +1,102 @@
+"""The market sensor: registers each session window once its delayed data is due, and fetches it.
+
+It is what makes the pipeline follow the market: every minute it asks the exchange calendar which windows
+have closed at least ``delay_minutes`` ago, adds the new ones as ``session_windows`` partitions, and requests
+one run that materializes them for every symbol. History older than ``catch_up_sessions`` sessions is only
+registered (for backfills from the UI), not fetched by itself.
+"""
+
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pandas as pd
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from lstm_pipeline.assets.market_bars import market_bars
+from lstm_pipeline.market.calendar import NEW_YORK, closed_windows, sessions, window_key
+from lstm_pipeline.partitions import market_bars_key, session_window_partitions, symbol_partitions
+from lstm_pipeline.settings import load_settings
+
+
+@dataclass(frozen=True)
+class MarketUpdatePlan:
+    """What one sensor tick does: window keys to register, and the window keys to fetch now."""
+
+    new_window_keys: list[str]
+    fetch_window_keys: list[str]
+
+
+def plan_market_update(
+    now: pd.Timestamp,
+    existing_window_keys: set[str],
+    history_start: str,
+    catch_up_sessions: int,
+    delay: timedelta = timedelta(minutes=15),
+) -> MarketUpdatePlan:
+    """Pure planning logic of the sensor, so it can be tested with any clock."""
+    due = closed_windows(now, history_start, delay)
+    new_keys = [key for key in (window_key(stamp) for stamp in due) if key not in existing_window_keys]
+    if not new_keys:
+        return MarketUpdatePlan([], [])
+    recent_sessions = sessions(pd.Timestamp(now).tz_convert(NEW_YORK).date() - timedelta(days=10 + 2 * catch_up_sessions),
+                               pd.Timestamp(now).tz_convert(NEW_YORK).date())
+    recent_sessions = recent_sessions[recent_sessions["open"] <= pd.Timestamp(now)]
+    first_recent = recent_sessions["open"].iloc[-catch_up_sessions] if len(recent_sessions) else due[-1]
+    fetch = [window_key(stamp) for stamp in due if stamp >= first_recent and window_key(stamp) in set(new_keys)]
+    return MarketUpdatePlan(new_keys, fetch)
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz=NEW_YORK)
+
+
+@sensor(
+    name="market_windows_sensor",
+    target=[market_bars],
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Registers each NYSE session window once its 15-minute-delayed data is due and fetches it.",
+)
+def market_windows_sensor(context: SensorEvaluationContext) -> "SensorResult | SkipReason":
+    settings = load_settings()
+    existing = set(context.instance.get_dynamic_partitions(session_window_partitions.name))
+    plan = plan_market_update(
+        _now(),
+        existing,
+        settings.market_data.history_start,
+        settings.market_data.catch_up_sessions,
+        timedelta(minutes=settings.market_data.delay_minutes),
+    )
+    if not plan.new_window_keys:
+        return SkipReason("No session window has closed since the last tick.")
+    run_requests = []
+    if plan.fetch_window_keys:
+        symbols = symbol_partitions.get_partition_keys()
+        first, last = plan.fetch_window_keys[0], plan.fetch_window_keys[-1]
+        run_requests.append(
+            RunRequest(
+                run_key=f"market_bars:{first}:{last}",
+                asset_selection=[market_bars.key],
+                tags={
+                    ASSET_PARTITION_RANGE_START_TAG: str(market_bars_key(symbols[0], first)),
+                    ASSET_PARTITION_RANGE_END_TAG: str(market_bars_key(symbols[-1], last)),
+                },
+            )
+        )
+    context.log.info(
+        f"Registering {len(plan.new_window_keys)} session window(s) ({plan.new_window_keys[0]} .. "
+        f"{plan.new_window_keys[-1]}); fetching {len(plan.fetch_window_keys)}."
+    )
+    return SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[session_window_partitions.build_add_request(plan.new_window_keys)],
+    )
