@@ -207,4 +207,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
     def _resolve(value: Path) -> Path:
         return value if value.is_absolute() else (base_dir / value).resolve()
 
-    return settings.model_copy(update={"db_path": _resolve(settings.db_path), "models_dir": _resolve(settings.models_dir)})
+    resolved = {"db_path": _resolve(settings.db_path), "models_dir": _resolve(settings.models_dir)}
+    return settings.model_copy(update=resolved)

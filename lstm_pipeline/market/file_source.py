@@ -43,7 +43,8 @@ def _read(path: Path) -> pd.DataFrame:
 
 def _files_for(folder: Path, symbol: str) -> list[Path]:
     patterns = [f"{symbol}.*", f"{symbol}_*", f"{symbol.lower()}_*", f"{symbol.lower()}.*"]
-    found = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.suffix.lower() in {".csv", ".parquet"}})
+    suffixes = {".csv", ".parquet"}
+    found = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.suffix.lower() in suffixes})
     if found:
         return found
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in {".csv", ".parquet"})

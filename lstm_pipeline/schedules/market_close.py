@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from lstm_pipeline.assets.market_bars import market_bars
+from lstm_pipeline.jobs import market_bars_update_job
 from lstm_pipeline.market.calendar import NEW_YORK, window_key, windows_for_session
 from lstm_pipeline.partitions import market_bars_key, session_window_partitions, symbol_partitions
 
@@ -13,7 +13,7 @@ from lstm_pipeline.partitions import market_bars_key, session_window_partitions,
     name="market_close_schedule",
     cron_schedule="40 16 * * 1-5",
     execution_timezone=NEW_YORK,
-    target=[market_bars],
+    job=market_bars_update_job,
     default_status=DefaultScheduleStatus.RUNNING,
     description="At 16:40 New York on weekdays, re-materializes the day's session windows for every symbol.",
 )
@@ -31,7 +31,6 @@ def market_close_schedule(context: ScheduleEvaluationContext) -> "RunRequest | S
     symbols = symbol_partitions.get_partition_keys()
     return RunRequest(
         run_key=f"market_close:{day}",
-        asset_selection=[market_bars.key],
         tags={
             ASSET_PARTITION_RANGE_START_TAG: str(market_bars_key(symbols[0], windows[0])),
             ASSET_PARTITION_RANGE_END_TAG: str(market_bars_key(symbols[-1], windows[-1])),

@@ -21,7 +21,7 @@ from dagster import (
 )
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from lstm_pipeline.assets.market_bars import market_bars
+from lstm_pipeline.jobs import market_bars_update_job
 from lstm_pipeline.market.calendar import NEW_YORK, closed_windows, sessions, window_key
 from lstm_pipeline.partitions import market_bars_key, session_window_partitions, symbol_partitions
 from lstm_pipeline.settings import load_settings
@@ -47,11 +47,12 @@ def plan_market_update(
     new_keys = [key for key in (window_key(stamp) for stamp in due) if key not in existing_window_keys]
     if not new_keys:
         return MarketUpdatePlan([], [])
-    recent_sessions = sessions(pd.Timestamp(now).tz_convert(NEW_YORK).date() - timedelta(days=10 + 2 * catch_up_sessions),
-                               pd.Timestamp(now).tz_convert(NEW_YORK).date())
-    recent_sessions = recent_sessions[recent_sessions["open"] <= pd.Timestamp(now)]
-    first_recent = recent_sessions["open"].iloc[-catch_up_sessions] if len(recent_sessions) else due[-1]
-    fetch = [window_key(stamp) for stamp in due if stamp >= first_recent and window_key(stamp) in set(new_keys)]
+    today = pd.Timestamp(now).tz_convert(NEW_YORK).date()
+    recent = sessions(today - timedelta(days=10 + 2 * catch_up_sessions), today)
+    recent = recent[recent["open"] <= pd.Timestamp(now)]
+    first_recent = recent["open"].iloc[-min(catch_up_sessions, len(recent))] if len(recent) else due[-1]
+    fresh = set(new_keys)
+    fetch = [key for key in (window_key(stamp) for stamp in due if stamp >= first_recent) if key in fresh]
     return MarketUpdatePlan(new_keys, fetch)
 
 
@@ -61,7 +62,7 @@ def _now() -> pd.Timestamp:
 
 @sensor(
     name="market_windows_sensor",
-    target=[market_bars],
+    job=market_bars_update_job,
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="Registers each NYSE session window once its 15-minute-delayed data is due and fetches it.",
@@ -85,7 +86,6 @@ def market_windows_sensor(context: SensorEvaluationContext) -> "SensorResult | S
         run_requests.append(
             RunRequest(
                 run_key=f"market_bars:{first}:{last}",
-                asset_selection=[market_bars.key],
                 tags={
                     ASSET_PARTITION_RANGE_START_TAG: str(market_bars_key(symbols[0], first)),
                     ASSET_PARTITION_RANGE_END_TAG: str(market_bars_key(symbols[-1], last)),

@@ -1,0 +1,12 @@
+"""Jobs the sensors, schedules and the REST service launch."""
+
+from dagster import AssetSelection, define_asset_job
+
+from lstm_pipeline.partitions import market_bars_partitions
+
+market_bars_update_job = define_asset_job(
+    name="market_bars_update",
+    selection=AssetSelection.assets("market_bars"),
+    partitions_def=market_bars_partitions,
+    description="Fetches and stores bars for a range of symbol-windows, with their data-quality checks.",
+)

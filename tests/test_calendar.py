@@ -1,0 +1,65 @@
+"""NYSE session windows: holidays, early closes, DST, and the delayed-data cutoff."""
+
+import pandas as pd
+import pytest
+
+from lstm_pipeline.market.calendar import (
+    NEW_YORK,
+    closed_windows,
+    is_session_window,
+    parse_window_key,
+    session_windows,
+    window_key,
+    windows_for_session,
+)
+
+
+def test_regular_day_has_26_windows_from_0930_to_1545():
+    windows = windows_for_session("2025-07-07")
+    assert len(windows) == 26
+    assert window_key(windows[0]) == "2025-07-07-09:30"
+    assert window_key(windows[-1]) == "2025-07-07-15:45"
+
+
+@pytest.mark.parametrize("holiday", ["2025-07-04", "2025-12-25", "2025-01-01", "2025-11-27", "2025-04-18"])
+def test_holiday_has_no_windows(holiday):
+    assert len(windows_for_session(holiday)) == 0
+
+
+def test_weekend_has_no_windows():
+    assert len(session_windows("2025-07-05", "2025-07-07")) == 0
+
+
+def test_early_close_ends_at_1300():
+    windows = windows_for_session("2025-07-03")
+    assert len(windows) == 14
+    assert windows[-1] + pd.Timedelta(minutes=15) == pd.Timestamp("2025-07-03 13:00", tz=NEW_YORK)
+
+
+@pytest.mark.parametrize("day", ["2025-03-10", "2025-11-03"])  # the Mondays after the DST changes
+def test_dst_change_keeps_26_windows_at_new_york_times(day):
+    windows = windows_for_session(day)
+    assert len(windows) == 26
+    assert windows[0].strftime("%H:%M") == "09:30"
+    assert all(stamp.strftime("%H:%M") != "16:00" for stamp in windows)
+
+
+def test_windows_utc_offsets_follow_dst():
+    assert windows_for_session("2025-03-07")[0].tz_convert("UTC").hour == 14  # EST: 09:30 = 14:30 UTC
+    assert windows_for_session("2025-03-10")[0].tz_convert("UTC").hour == 13  # EDT: 09:30 = 13:30 UTC
+
+
+def test_closed_windows_respect_the_15_minute_delay():
+    now = pd.Timestamp("2025-07-07 10:29", tz=NEW_YORK)
+    assert [window_key(w) for w in closed_windows(now, "2025-07-07")] == ["2025-07-07-09:30", "2025-07-07-09:45"]
+    now = pd.Timestamp("2025-07-07 10:30", tz=NEW_YORK)
+    assert window_key(closed_windows(now, "2025-07-07")[-1]) == "2025-07-07-10:00"
+
+
+def test_window_keys_round_trip_and_reject_garbage():
+    stamp = pd.Timestamp("2025-11-03 09:30", tz=NEW_YORK)
+    assert parse_window_key(window_key(stamp)) == stamp
+    assert is_session_window(stamp)
+    assert not is_session_window(pd.Timestamp("2025-11-03 09:00", tz=NEW_YORK))
+    with pytest.raises(ValueError, match="YYYY-MM-DD-HH:MM"):
+        parse_window_key("2025/11/03 09:30")
