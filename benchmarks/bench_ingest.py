@@ -41,10 +41,13 @@ with tempfile.TemporaryDirectory() as tmp, instance_for_test() as instance:
     start = time.perf_counter()
     if mode == "single_run":
         tags = {START: str(market_bars_key(symbols[0], keys[0])), END: str(market_bars_key(symbols[-1], keys[-1]))}
-        assert materialize([market_bars], instance=instance, tags=tags, resources=resources).success
+        result = materialize([market_bars], instance=instance, tags=tags, resources=resources)
+        assert result.success
+        meta = result.asset_materializations_for_node("market_bars")[0].metadata
+        own = meta["fetch_seconds"].value + meta["write_seconds"].value
         partitions = len(symbols) * len(keys)
     else:
-        partitions = 0
+        partitions, own = 0, 0.0
         for symbol in symbols:
             for key in keys:
                 if partitions >= sample:
@@ -53,7 +56,7 @@ with tempfile.TemporaryDirectory() as tmp, instance_for_test() as instance:
                                    partition_key=str(market_bars_key(symbol, key))).success
                 partitions += 1
     seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "partitions": partitions,
+print(json.dumps({"seconds": seconds, "partitions": partitions, "own_seconds": own,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -122,6 +125,9 @@ def main() -> None:
           f"{naive['peak_rss_mib']:>14.0f}   ({naive['partitions']} partitions)")
     print(f"{'one run per partition (all 2,600)':<34}{extrapolated:>10.0f}{per_naive:>14.4f}{'':>14}   (extrapolated)")
     print(f"ratio: single run is {extrapolated / single['seconds']:.0f}x faster than one run per partition")
+    print(f"of the single run's {single['seconds']:.1f} s, fetching and writing the bars took "
+          f"{single['own_seconds']:.2f} s; the rest is Dagster recording one planned and one materialization event "
+          "per partition in its SQLite event log")
 
 
 if __name__ == "__main__":

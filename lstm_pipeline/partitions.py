@@ -11,7 +11,12 @@ Symbols are static: adding one is a config change.
 
 from __future__ import annotations
 
-from dagster import DynamicPartitionsDefinition, MultiPartitionKey, MultiPartitionsDefinition, StaticPartitionsDefinition
+from dagster import (
+    DynamicPartitionsDefinition,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+    StaticPartitionsDefinition,
+)
 
 from lstm_pipeline.settings import Settings, load_settings
 

@@ -1,6 +1,7 @@
 """``market_bars``: one OHLCV row per symbol x 15-minute session window, in DuckDB."""
 
 
+import time
 from collections import defaultdict
 
 import pandas as pd
@@ -57,6 +58,7 @@ def market_bars(
     wanted = requested_windows(list(context.partition_keys))
     fetched: list[pd.DataFrame] = []
     requests = 0
+    started = time.perf_counter()
     for symbol, windows in wanted.items():
         for start, end in contiguous_ranges(windows):
             context.log.info(f"Fetching {symbol} bars {window_key(start)} .. {window_key(end - WINDOW)}")
@@ -65,7 +67,9 @@ def market_bars(
             fetched.append(bars[bars["window_start"].isin(windows)])
     bars = pd.concat(fetched, ignore_index=True) if fetched else pd.DataFrame()
     partitions = [(symbol, stamp) for symbol, windows in wanted.items() for stamp in windows]
+    fetched_at = time.perf_counter()
     rows = bars_store.replace_bars(bars, partitions)
+    written_at = time.perf_counter()
 
     present = set(zip(bars["symbol"], bars["window_start"], strict=True)) if rows else set()
     missing = [f"{symbol} {window_key(stamp)}" for symbol, stamp in partitions if (symbol, stamp) not in present]
@@ -86,5 +90,7 @@ def market_bars(
             "last_window": MetadataValue.text(window_key(max(all_windows))),
             "source": MetadataValue.text(market_data.source_name),
             "source_requests": MetadataValue.int(requests),
+            "fetch_seconds": MetadataValue.float(round(fetched_at - started, 3)),
+            "write_seconds": MetadataValue.float(round(written_at - fetched_at, 3)),
         }
     )
