@@ -12,6 +12,7 @@ warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
 from lstm_pipeline.assets.market_bars import market_bars  # noqa: E402
+from lstm_pipeline.assets.market_bars_checks import market_bars_quality  # noqa: E402
 from lstm_pipeline.jobs import market_bars_update_job  # noqa: E402
 from lstm_pipeline.resources import build_resources  # noqa: E402
 from lstm_pipeline.schedules.market_close import market_close_schedule  # noqa: E402
@@ -22,7 +23,7 @@ settings = load_settings()
 
 defs = Definitions(
     assets=[market_bars],
-    asset_checks=[],
+    asset_checks=[market_bars_quality],
     jobs=[market_bars_update_job],
     schedules=[market_close_schedule],
     sensors=[market_windows_sensor],
