@@ -30,17 +30,22 @@ def _check_results(result):
     return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
 
 
-def test_clean_bars_pass_every_check_and_downstream_runs(instance, bars_store):
+def _materialize_ten_windows(instance, bars_store, market_data):
     keys = register_windows(instance, "2025-07-07", "2025-07-08")
-    result = materialize(
+    return materialize(
         [market_bars, market_bars_quality, downstream_of_bars],
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": str(market_bars_key("AAPL", keys[0])),
             "dagster/asset_partition_range_end": str(market_bars_key("AAPL", keys[9])),
         },
-        resources={"market_data": SimulatedMarketData(seed=2), "bars_store": bars_store},
+        resources={"market_data": market_data, "bars_store": bars_store},
+        raise_on_error=False,
     )
+
+
+def test_clean_bars_pass_every_check_and_downstream_runs(instance, bars_store):
+    result = _materialize_ten_windows(instance, bars_store, SimulatedMarketData(seed=2))
     assert result.success
     checks = _check_results(result)
     assert checks and all(evaluation.passed for evaluation in checks.values()), {
@@ -50,17 +55,7 @@ def test_clean_bars_pass_every_check_and_downstream_runs(instance, bars_store):
 
 
 def test_broken_bar_fails_its_check_with_the_row_and_blocks_downstream(instance, bars_store):
-    keys = register_windows(instance, "2025-07-07", "2025-07-08")
-    result = materialize(
-        [market_bars, market_bars_quality, downstream_of_bars],
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": str(market_bars_key("AAPL", keys[0])),
-            "dagster/asset_partition_range_end": str(market_bars_key("AAPL", keys[9])),
-        },
-        resources={"market_data": CorruptingMarketData(seed=2), "bars_store": bars_store},
-        raise_on_error=False,
-    )
+    result = _materialize_ten_windows(instance, bars_store, CorruptingMarketData(seed=2))
     assert not result.success
     checks = _check_results(result)
     bounds = checks["high_low_bounds"]
