@@ -10,6 +10,7 @@ from lstm_pipeline.resources.market_data import (
     PolygonMarketData,
     SimulatedMarketData,
 )
+from lstm_pipeline.resources.model_store import LocalModelStore
 from lstm_pipeline.resources.storage import MarketBarsStore
 from lstm_pipeline.settings import ConfigError, Settings
 
@@ -50,4 +51,5 @@ def build_resources(settings: Settings) -> dict[str, object]:
     return {
         "market_data": build_market_data(settings),
         "bars_store": MarketBarsStore.for_path(settings.db_path),
+        "model_store": LocalModelStore(models_dir=str(settings.models_dir)),
     }

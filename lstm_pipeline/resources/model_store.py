@@ -1,0 +1,108 @@
+"""The model store: where each symbol's LSTM lives, loaded once, health-checked, and refused clearly when broken.
+
+``ModelStore`` is abstract (a remote store, say object storage, would subclass it); ``LocalModelStore`` keeps one
+folder per symbol under ``models_dir`` (``models/<SYMBOL>/``, see ``lstm_pipeline.forecasting.store``). Loaded
+models are cached per process, keyed by the folder and its content hash: a retrained model has a new hash and is
+picked up on the next load, an unchanged one is never loaded twice. TensorFlow is imported only when a model is
+actually loaded, never when Dagster loads the definitions.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from lstm_pipeline.forecasting.store import ModelLoadError, model_folder, model_version
+
+if TYPE_CHECKING:
+    from lstm_pipeline.forecasting.store import LoadedModel
+    from lstm_pipeline.forecasting.training import TrainedModel
+
+_CACHE: dict[tuple[str, str], LoadedModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+class ModelStore(ConfigurableResource, ABC):
+    """Loads and saves per-symbol forecasting models."""
+
+    @abstractmethod
+    def load(self, symbol: str) -> LoadedModel:
+        """The symbol's model, health-checked; ``ModelLoadError`` (one clear sentence) when it cannot serve."""
+
+    @abstractmethod
+    def save(self, trained: TrainedModel) -> tuple[str, str]:
+        """Store a trained model atomically; returns (where it was written, its version)."""
+
+    @abstractmethod
+    def version(self, symbol: str) -> str:
+        """The content hash of the stored model, without loading it."""
+
+    @abstractmethod
+    def location(self, symbol: str) -> str:
+        """Where the symbol's model is (shown in metadata and errors)."""
+
+    def load_available(self, symbols: Iterable[str]) -> tuple[dict[str, LoadedModel], dict[str, ModelLoadError]]:
+        """Every symbol's model that loads, and the error of each that does not: callers skip those symbols and
+        raise an alert with the error's sentence, never forecasting them with anything invented."""
+        loaded: dict[str, LoadedModel] = {}
+        failed: dict[str, ModelLoadError] = {}
+        for symbol in symbols:
+            try:
+                loaded[symbol] = self.load(symbol)
+            except ModelLoadError as exc:
+                failed[symbol] = exc
+        return loaded, failed
+
+
+class LocalModelStore(ModelStore):
+    """Models in folders on the local disk: ``<models_dir>/<SYMBOL>/``."""
+
+    models_dir: str = Field(description="Folder holding one sub-folder per symbol (the project ships models/).")
+
+    def location(self, symbol: str) -> str:
+        return str(model_folder(self.models_dir, symbol))
+
+    def version(self, symbol: str) -> str:
+        return model_version(model_folder(self.models_dir, symbol), symbol)
+
+    def load(self, symbol: str) -> LoadedModel:
+        from lstm_pipeline.forecasting.store import load_model
+
+        folder = model_folder(self.models_dir, symbol)
+        key = (str(Path(folder).resolve()), model_version(folder, symbol))
+        with _CACHE_LOCK:
+            cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        model = load_model(folder, symbol)
+        with _CACHE_LOCK:
+            for stale in [entry for entry in _CACHE if entry[0] == key[0]]:
+                del _CACHE[stale]  # an older version of the same folder
+            _CACHE[(key[0], model.version)] = model
+        return model
+
+    def save(self, trained: TrainedModel) -> tuple[str, str]:
+        from lstm_pipeline.forecasting.store import PLOT_FILE, save_model
+
+        folder, version = save_model(
+            self.models_dir, trained.config, trained.network, trained.scaler, {PLOT_FILE: trained.plot_png}
+        )
+        return str(folder), version
+
+
+def cached_versions() -> list[tuple[str, str]]:
+    """(folder, version) of every model held in this process's cache (for tests and diagnostics)."""
+    with _CACHE_LOCK:
+        return sorted(_CACHE)
+
+
+def clear_model_cache() -> None:
+    """Forget every cached model (the next load reads the folders again)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
