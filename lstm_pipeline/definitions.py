@@ -18,6 +18,7 @@ from lstm_pipeline.jobs import lstm_model_training_job, market_bars_update_job  
 from lstm_pipeline.resources import build_resources  # noqa: E402
 from lstm_pipeline.schedules.market_close import market_close_schedule  # noqa: E402
 from lstm_pipeline.sensors.market_windows import market_windows_sensor  # noqa: E402
+from lstm_pipeline.sensors.model_store import model_store_sensor  # noqa: E402
 from lstm_pipeline.settings import load_settings  # noqa: E402
 
 settings = load_settings()
@@ -27,7 +28,7 @@ defs = Definitions(
     asset_checks=[market_bars_quality, lstm_model_loads],
     jobs=[market_bars_update_job, lstm_model_training_job],
     schedules=[market_close_schedule],
-    sensors=[market_windows_sensor],
+    sensors=[market_windows_sensor, model_store_sensor],
     resources=build_resources(settings),
     # Steps of a run share one DuckDB writer; in-process execution avoids lock contention between them.
     executor=in_process_executor,

@@ -251,6 +251,15 @@ def health_check(model: LoadedModel) -> dict[str, Any]:
     return {"input_shape": list(actual_input), "outputs": config.n_outputs, "probe_finite": True}
 
 
+def read_config_record(folder: Path | str, symbol: str) -> dict[str, Any]:
+    """A model folder's ``model_config.json`` as written (version, mode, provenance, metrics), validated."""
+    folder = Path(folder)
+    layout = folder_layout(folder, symbol)
+    _read_config(folder, symbol, legacy=layout == "legacy")
+    document = json.loads((folder / CONFIG_FILE).read_text())
+    return document if isinstance(document, dict) else {}
+
+
 def model_version(folder: Path | str, symbol: str) -> str:
     """The content hash of a model folder, read without TensorFlow or unpickling (the store keys its cache on it)."""
     folder = Path(folder)

@@ -44,6 +44,10 @@ class ModelStore(ConfigurableResource, ABC):
         """The content hash of the stored model, without loading it."""
 
     @abstractmethod
+    def recorded_config(self, symbol: str) -> dict:
+        """The symbol's ``model_config.json`` as stored (version, mode, provenance, metrics), without loading it."""
+
+    @abstractmethod
     def location(self, symbol: str) -> str:
         """Where the symbol's model is (shown in metadata and errors)."""
 
@@ -70,6 +74,11 @@ class LocalModelStore(ModelStore):
 
     def version(self, symbol: str) -> str:
         return model_version(model_folder(self.models_dir, symbol), symbol)
+
+    def recorded_config(self, symbol: str) -> dict:
+        from lstm_pipeline.forecasting.store import read_config_record
+
+        return read_config_record(model_folder(self.models_dir, symbol), symbol)
 
     def load(self, symbol: str) -> LoadedModel:
         from lstm_pipeline.forecasting.store import load_model
