@@ -14,6 +14,7 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 from lstm_pipeline.assets.market_bars import market_bars  # noqa: E402
 from lstm_pipeline.assets.market_bars_checks import market_bars_quality  # noqa: E402
 from lstm_pipeline.assets.models import lstm_model, lstm_model_loads  # noqa: E402
+from lstm_pipeline.assets.predictions import predictions  # noqa: E402
 from lstm_pipeline.jobs import lstm_model_training_job, market_bars_update_job  # noqa: E402
 from lstm_pipeline.resources import build_resources  # noqa: E402
 from lstm_pipeline.schedules.market_close import market_close_schedule  # noqa: E402
@@ -24,7 +25,7 @@ from lstm_pipeline.settings import load_settings  # noqa: E402
 settings = load_settings()
 
 defs = Definitions(
-    assets=[market_bars, lstm_model],
+    assets=[market_bars, lstm_model, predictions],
     asset_checks=[market_bars_quality, lstm_model_loads],
     jobs=[market_bars_update_job, lstm_model_training_job],
     schedules=[market_close_schedule],

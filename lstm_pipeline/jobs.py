@@ -6,9 +6,10 @@ from lstm_pipeline.partitions import market_bars_partitions, symbol_partitions
 
 market_bars_update_job = define_asset_job(
     name="market_bars_update",
-    selection=AssetSelection.assets("market_bars"),
+    selection=AssetSelection.assets("market_bars", "predictions"),
     partitions_def=market_bars_partitions,
-    description="Fetches and stores bars for a range of symbol-windows, with their data-quality checks.",
+    description="Fetches and stores bars for a range of symbol-windows, checks them, and forecasts a week ahead from "
+    "each (blocking checks that fail stop the forecasts).",
 )
 
 lstm_model_training_job = define_asset_job(

@@ -40,4 +40,4 @@ def test_definitions_load_without_tensorflow_or_great_expectations():
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert completed.stdout.strip().splitlines()[-1] == "['lstm_model', 'market_bars']"
+    assert completed.stdout.strip().splitlines()[-1] == "['lstm_model', 'market_bars', 'predictions']"

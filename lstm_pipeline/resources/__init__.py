@@ -1,4 +1,4 @@
-"""Resources chosen per deployment: the market-data source and the DuckDB store."""
+"""Resources chosen per deployment: the market-data source, the DuckDB stores and the model store."""
 
 import os
 
@@ -11,7 +11,7 @@ from lstm_pipeline.resources.market_data import (
     SimulatedMarketData,
 )
 from lstm_pipeline.resources.model_store import LocalModelStore
-from lstm_pipeline.resources.storage import MarketBarsStore
+from lstm_pipeline.resources.storage import ForecastStore, MarketBarsStore
 from lstm_pipeline.settings import ConfigError, Settings
 
 
@@ -52,4 +52,5 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "market_data": build_market_data(settings),
         "bars_store": MarketBarsStore.for_path(settings.db_path),
         "model_store": LocalModelStore(models_dir=str(settings.models_dir)),
+        "forecast_store": ForecastStore.for_path(settings.db_path),
     }
