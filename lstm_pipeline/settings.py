@@ -88,6 +88,9 @@ class MarketDataSettings(_Section):
     """First session window registered as a partition (a date, New York)."""
     catch_up_sessions: int = Field(1, ge=1)
     """How many recent sessions the market sensor fetches by itself; older ones are there to backfill."""
+    warmup_sessions: int = Field(2, ge=0)
+    """Sessions fetched (bars only) before the first caught-up one when they are not stored yet, so the first
+    forecasts read a full lookback window (48 windows: two sessions)."""
     delay_minutes: int = Field(15, ge=0)
 
 
