@@ -178,7 +178,7 @@ ALERT_COLUMNS = ["source", "symbol", "as_of_window", "kind", "severity", "messag
 
 
 def _utc(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
-    return frame.assign(**{column: pd.to_datetime(frame[column]).dt.tz_convert("UTC") for column in columns})
+    return frame.assign(**{column: pd.to_datetime(frame[column], utc=True) for column in columns})
 
 
 class ForecastStore(ConfigurableResource):

@@ -89,6 +89,16 @@ def test_predictions_skip_broken_models_with_alerts_and_rerun_exactly(
     assert metadata["symbol_windows_skipped"].value == len(keys) + LOOKBACK
     assert metadata["compiled_calls"].value == len(keys) - LOOKBACK  # one call per as-of window, not per symbol
 
+    # One partition with history and a sound model: rows, no alert, the check passes.
+    single = materialize(
+        [predictions],
+        instance=instance,
+        partition_key=str(market_bars_key("AAPL", keys[-1])),
+        resources={"bars_store": bars_store, "model_store": model_store, "forecast_store": forecast_store},
+    )
+    assert single.success and [check.passed for check in single.get_asset_check_evaluations()] == [True]
+    pd.testing.assert_frame_equal(forecast_store.read_predictions(), rows)
+
     # Re-running changes nothing; repairing MSFT's model replaces its alerts with predictions.
     assert run().success
     pd.testing.assert_frame_equal(forecast_store.read_predictions(), rows)
