@@ -35,8 +35,11 @@ from lstm_pipeline.partitions import SYMBOL_DIMENSION, market_bars_partitions
 from lstm_pipeline.resources.model_store import ModelStore
 from lstm_pipeline.resources.storage import ForecastStore, MarketBarsStore
 
-HISTORY_MARGIN = pd.Timedelta(days=10)
-"""Bars read before the first as-of window: covers a lookback of up to ~5 sessions across weekends and holidays."""
+
+def history_margin(lookback_steps: int) -> pd.Timedelta:
+    """How far before the first as-of window to read bars so a lookback of this many windows is covered: any 7
+    calendar days hold at least 3 sessions (78 windows), plus a week for a long weekend or holiday."""
+    return pd.Timedelta(days=7 * (lookback_steps // 78 + 1) + 7)
 
 
 def _alert(symbol: str, window: pd.Timestamp, kind: str, message: str, run_id: str) -> dict[str, object]:
@@ -45,7 +48,7 @@ def _alert(symbol: str, window: pd.Timestamp, kind: str, message: str, run_id: s
         "symbol": symbol,
         "as_of_window": window,
         "kind": kind,
-        "severity": "error",
+        "severity": "error" if kind == "model_unavailable" else "warning",
         "message": message,
         "run_id": run_id,
     }
@@ -98,8 +101,10 @@ def predictions(
         context.log.error(f"Skipping {symbol}: {reason}")
 
     bars = {
-        symbol: bars_store.read_bars(symbol, wanted[symbol][0] - HISTORY_MARGIN, wanted[symbol][-1] + WINDOW)
-        for symbol in models
+        symbol: bars_store.read_bars(
+            symbol, wanted[symbol][0] - history_margin(model.config.lookback_steps), wanted[symbol][-1] + WINDOW
+        )
+        for symbol, model in models.items()
     }
     by_window: dict[pd.Timestamp, list[str]] = defaultdict(list)
     for symbol in models:

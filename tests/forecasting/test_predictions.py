@@ -82,6 +82,7 @@ def test_predictions_skip_broken_models_with_alerts_and_rerun_exactly(
     )
     short = alerts[alerts["symbol"] == "AAPL"]
     assert len(short) == LOOKBACK and set(short["kind"]) == {"insufficient_bars"}
+    assert set(msft["severity"]) == {"error"} and set(short["severity"]) == {"warning"}
     (check,) = first.get_asset_check_evaluations()
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
     assert "Model for MSFT" in check.description and "AAPL has" in check.description
