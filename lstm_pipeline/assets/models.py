@@ -28,12 +28,11 @@ from dagster import (
 from pydantic import Field
 
 from lstm_pipeline.assets.market_bars import market_bars
+from lstm_pipeline.forecasting.features import SLOTS_PER_SESSION
 from lstm_pipeline.forecasting.store import ModelLoadError
 from lstm_pipeline.partitions import SYMBOL_DIMENSION, symbol_partitions
 from lstm_pipeline.resources.model_store import ModelStore
 from lstm_pipeline.resources.storage import MarketBarsStore
-
-SESSION_WINDOWS = 26
 
 
 class LstmTrainingConfig(Config):
@@ -110,7 +109,7 @@ def lstm_model(
             f"{config.history_sessions} sessions first (a backfill), then train again.",
             allow_retries=False,
         )
-    bars = bars.iloc[-config.history_sessions * SESSION_WINDOWS - 1:]
+    bars = bars.iloc[-config.history_sessions * SLOTS_PER_SESSION - 1:]
     trained_on = describe_source([str(source) for source in bars["source"].dropna().unique()])
     settings = TrainingSettings(
         lookback_steps=config.lookback_steps,

@@ -30,6 +30,7 @@ from dagster import (
 
 from lstm_pipeline.assets.market_bars import market_bars, requested_windows
 from lstm_pipeline.assets.models import lstm_model
+from lstm_pipeline.forecasting.features import SLOTS_PER_SESSION
 from lstm_pipeline.market.calendar import WINDOW
 from lstm_pipeline.partitions import SYMBOL_DIMENSION, market_bars_partitions
 from lstm_pipeline.resources.model_store import ModelStore
@@ -38,8 +39,8 @@ from lstm_pipeline.resources.storage import ForecastStore, MarketBarsStore
 
 def history_margin(lookback_steps: int) -> pd.Timedelta:
     """How far before the first as-of window to read bars so a lookback of this many windows is covered: any 7
-    calendar days hold at least 3 sessions (78 windows), plus a week for a long weekend or holiday."""
-    return pd.Timedelta(days=7 * (lookback_steps // 78 + 1) + 7)
+    calendar days hold at least 3 sessions, plus a week for a long weekend or holiday."""
+    return pd.Timedelta(days=7 * (lookback_steps // (3 * SLOTS_PER_SESSION) + 1) + 7)
 
 
 def _alert(symbol: str, window: pd.Timestamp, kind: str, message: str, run_id: str) -> dict[str, object]:

@@ -78,11 +78,11 @@ def model_store_sensor(context: SensorEvaluationContext, model_store: ModelStore
     for symbol in symbol_partitions.get_partition_keys():
         try:
             version = model_store.version(symbol)
+            if seen.get(symbol) == version:
+                continue  # the common tick: nothing changed, nothing more to read
             record = model_store.recorded_config(symbol)
         except ModelLoadError as exc:
             problems.append(str(exc))
-            continue
-        if seen.get(symbol) == version:
             continue
         declared = record.get("version")
         if declared is not None and declared != version:
