@@ -2,14 +2,11 @@
 
 import warnings
 
-import pandas as pd
 import pytest
-from dagster import BetaWarning, DagsterInstance, PreviewWarning, instance_for_test
+from dagster import BetaWarning, PreviewWarning, instance_for_test
 
-from lstm_pipeline.market.calendar import session_windows, window_key
-from lstm_pipeline.partitions import session_window_partitions
 from lstm_pipeline.resources.market_data import SimulatedMarketData
-from lstm_pipeline.resources.storage import MarketBarsStore
+from lstm_pipeline.resources.storage import PipelineStore
 
 warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
@@ -27,17 +24,11 @@ def db_path(tmp_path):
 
 
 @pytest.fixture
-def bars_store(db_path) -> MarketBarsStore:
-    return MarketBarsStore.for_path(db_path)
+def store(db_path) -> PipelineStore:
+    """The pipeline's store (resource key ``"store"``) on a temporary DuckDB file."""
+    return PipelineStore.for_path(db_path)
 
 
 @pytest.fixture
 def simulated() -> SimulatedMarketData:
     return SimulatedMarketData(seed=7)
-
-
-def register_windows(instance: DagsterInstance, start: str, end: str) -> list[str]:
-    """Add the session windows of ``[start, end)`` as dynamic partitions; returns their keys."""
-    keys = [window_key(stamp) for stamp in session_windows(pd.Timestamp(start), pd.Timestamp(end))]
-    instance.add_dynamic_partitions(session_window_partitions.name, keys)
-    return keys

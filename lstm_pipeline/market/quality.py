@@ -74,6 +74,9 @@ class QualityOutcome:
     """At most ``MAX_FAILED_ROWS`` rows: ``symbol``, ``window_start`` (New York) and a readable ``reason``."""
     stats: dict = field(default_factory=dict)
     """Numbers behind the verdict; always ``failed_count`` and ``rows_checked``."""
+    all_failed_rows: pd.DataFrame | None = field(default=None, repr=False)
+    """Every offending row, uncapped (same columns), for quarantining what a blocking rule rejects; a problem of a
+    whole column has a null symbol and window. None for rules that do not judge rows (``complete_windows``)."""
 
 
 # --------------------------------------------------------------------------------------------------- formatting
@@ -99,9 +102,9 @@ def _when(stamp: Any) -> str:
     return pd.Timestamp(stamp).strftime("%Y-%m-%d %H:%M")
 
 
-def _failed_frame(entries: list[tuple[Any, Any, str]]) -> pd.DataFrame:
-    """The capped ``failed_rows`` frame from ``(symbol, window_start, reason)`` entries, in the given order."""
-    kept = entries[:MAX_FAILED_ROWS]
+def _failed_frame(entries: list[tuple[Any, Any, str]], limit: int | None = MAX_FAILED_ROWS) -> pd.DataFrame:
+    """The ``failed_rows`` frame (capped at ``limit``) from ``(symbol, window_start, reason)`` entries, in order."""
+    kept = entries if limit is None else entries[:limit]
     return pd.DataFrame(
         {
             "symbol": pd.Series([entry[0] for entry in kept], dtype="string"),
@@ -507,9 +510,13 @@ def evaluate_bar_quality(
         if errors[name]:
             stats["gx_errors"] = " | ".join(errors[name])
             description = f"great-expectations could not evaluate this rule: {stats['gx_errors']}"
-            return QualityOutcome(name, False, _SEVERITY[name], description, _failed_frame(entries), stats)
+            return QualityOutcome(
+                name, False, _SEVERITY[name], description, _failed_frame(entries), stats, _failed_frame(entries, None)
+            )
         description = _describe(passed_text, failed_text.format(count=count, rows=rows), entries, count)
-        return QualityOutcome(name, count == 0, _SEVERITY[name], description, _failed_frame(entries), stats)
+        return QualityOutcome(
+            name, count == 0, _SEVERITY[name], description, _failed_frame(entries), stats, _failed_frame(entries, None)
+        )
 
     outcomes = [
         outcome(

@@ -1,0 +1,413 @@
+"""The storage layer: one registry, one migration path, read-only readers, atomic partition replacement, locking."""
+
+import logging
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstm_pipeline.market.bars import BAR_COLUMNS
+from lstm_pipeline.resources import build_resources
+from lstm_pipeline.resources.storage import PipelineStore
+from lstm_pipeline.settings import ConfigError, load_settings
+from lstm_pipeline.storage import (
+    ALERTS,
+    MARKET_BARS,
+    PREDICTIONS,
+    SCHEMA_VERSION,
+    TABLES,
+    DatabaseAccessError,
+    DatabaseLockedError,
+    PipelineDatabase,
+    StorageError,
+    connect,
+    ensure_schema,
+    stored_version,
+)
+
+NY = "America/New_York"
+
+
+def _bars(symbol: str, start: str, count: int, close: float = 100.0) -> pd.DataFrame:
+    windows = pd.date_range(pd.Timestamp(start, tz=NY), periods=count, freq="15min")
+    closes = close + np.arange(count, dtype=float)
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "window_start": windows,
+            "open": closes - 0.5,
+            "high": closes + 1.0,
+            "low": closes - 1.0,
+            "close": closes,
+            "volume": np.arange(count) + 1000,
+            "source": "test",
+        }
+    )
+
+
+def _forecast(symbol: str, as_of: pd.Timestamp, steps: int = 3, close: float = 100.0) -> pd.DataFrame:
+    targets = pd.date_range(as_of + pd.Timedelta(minutes=15), periods=steps, freq="15min")
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "as_of_window": as_of,
+            "horizon_step": np.arange(1, steps + 1),
+            "target_window": targets,
+            "predicted_close": close + np.arange(steps, dtype=float),
+            "lower_80": close - 1.0,
+            "upper_80": close + 1.0,
+            "lower_95": close - 2.0,
+            "upper_95": close + 2.0,
+            "last_close": close,
+            "forecast_mode": "recursive",
+            "model_version": "v1",
+        }
+    )
+
+
+def _alert(symbol: str, as_of: pd.Timestamp, kind: str = "insufficient_bars") -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"source": "predictions", "symbol": symbol, "as_of_window": as_of, "kind": kind, "severity": "warning",
+          "message": f"{symbol} cannot be forecast.", "run_id": "run-1"}]
+    )
+
+
+def _columns(path, table: str) -> list[str]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return [row[0] for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            [table],
+        ).fetchall()]
+
+
+# ------------------------------------------------------------------------------------------------ the registry
+
+
+def test_every_table_is_declared_once_and_created_by_ensure_schema(tmp_path):
+    path = tmp_path / "new" / "pipeline.duckdb"
+    assert ensure_schema(path) == 0  # a new file
+    for table in TABLES.values():
+        assert _columns(path, table.name) == table.column_names
+        assert set(table.key) <= set(table.column_names) and set(table.partition) <= set(table.key)
+    assert _columns(path, "predictions")[3] == "target_window" and "origin_window" not in _columns(path, "predictions")
+    assert {"rejected_check", "rejected_reason"} <= set(_columns(path, "market_bars"))
+    with duckdb.connect(str(path), read_only=True) as conn:
+        assert stored_version(conn) == SCHEMA_VERSION
+        types = dict(conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'market_bars'"
+        ).fetchall())
+    assert types["window_start"] == "TIMESTAMP WITH TIME ZONE"
+    assert ensure_schema(path) == SCHEMA_VERSION  # already current: nothing to do
+
+
+# ------------------------------------------------------------------------------------------------ the migration
+
+_OLD_LAYOUT = """
+CREATE TABLE market_bars (symbol VARCHAR NOT NULL, window_start TIMESTAMPTZ NOT NULL, open DOUBLE, high DOUBLE,
+    low DOUBLE, close DOUBLE, volume BIGINT, vwap DOUBLE, trade_count BIGINT, source VARCHAR NOT NULL,
+    ingested_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp);
+CREATE TABLE predictions (symbol VARCHAR NOT NULL, as_of_window TIMESTAMPTZ NOT NULL,
+    origin_window TIMESTAMPTZ NOT NULL, horizon_step INTEGER NOT NULL, window_start TIMESTAMPTZ NOT NULL,
+    predicted_close DOUBLE NOT NULL, lower_80 DOUBLE, upper_80 DOUBLE, lower_95 DOUBLE, upper_95 DOUBLE,
+    last_close DOUBLE NOT NULL, forecast_mode VARCHAR NOT NULL, model_version VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp);
+CREATE TABLE alerts (source VARCHAR NOT NULL, symbol VARCHAR NOT NULL, as_of_window TIMESTAMPTZ NOT NULL,
+    kind VARCHAR NOT NULL, severity VARCHAR NOT NULL, message VARCHAR NOT NULL, run_id VARCHAR,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp);
+INSERT INTO market_bars (symbol, window_start, open, high, low, close, volume, source)
+    VALUES ('AAPL', '2025-07-07 13:30:00+00', 100, 101, 99, 100.5, 1000, 'simulated(seed=7)');
+INSERT INTO predictions (symbol, as_of_window, origin_window, horizon_step, window_start, predicted_close,
+    last_close, forecast_mode, model_version)
+    VALUES ('AAPL', '2025-07-07 13:30:00+00', '2025-07-07 13:30:00+00', 1, '2025-07-07 13:45:00+00', 101, 100.5,
+    'recursive', 'abc');
+"""
+
+
+def _old_layout_file(path) -> None:
+    with duckdb.connect(str(path)) as conn:
+        conn.execute(_OLD_LAYOUT)
+
+
+def test_a_reader_reads_an_old_layout_file_in_the_new_layout_without_changing_it(tmp_path):
+    path = tmp_path / "old.duckdb"
+    _old_layout_file(path)
+    database = PipelineDatabase(str(path))
+    predictions = database.read_predictions()
+    assert list(predictions.columns) == PREDICTIONS.column_names
+    assert predictions["target_window"].tolist() == [pd.Timestamp("2025-07-07 09:45", tz=NY)]
+    bars = database.read_bars()
+    assert len(bars) == 1 and list(bars.columns) == list(BAR_COLUMNS)  # not rejected: the flag did not exist
+    # Readers never create or migrate anything.
+    assert "origin_window" in _columns(path, "predictions") and "rejected_check" not in _columns(path, "market_bars")
+    assert _columns(path, "schema_version") == []
+
+
+def test_the_first_write_migrates_an_old_layout_file_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.duckdb"
+    _old_layout_file(path)
+    database = PipelineDatabase(str(path))
+    before = database.read_predictions()
+    msft = _bars("MSFT", "2025-07-07 09:30", 2)
+    database.replace_bars(msft, zip(msft["symbol"], msft["window_start"], strict=True))  # any write
+
+    assert _columns(path, "predictions") == PREDICTIONS.column_names
+    assert _columns(path, "market_bars") == MARKET_BARS.column_names
+    with duckdb.connect(str(path), read_only=True) as conn:
+        assert stored_version(conn) == SCHEMA_VERSION
+    pd.testing.assert_frame_equal(database.read_predictions(), before)
+    assert database.read_bars("AAPL")["close"].tolist() == [100.5]
+    assert database.read_bars("MSFT")["close"].tolist() == msft["close"].tolist()
+
+
+def test_a_file_from_a_newer_version_is_refused_in_one_sentence(tmp_path):
+    path = tmp_path / "future.duckdb"
+    ensure_schema(path)
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION + 1])
+    for action in (lambda: PipelineDatabase(str(path)).read_bars(), lambda: ensure_schema(path)):
+        with pytest.raises(StorageError, match=r"newer than the \d+ this code knows; upgrade lstm_pipeline"):
+            action()
+
+
+# ------------------------------------------------------------------------------------------------- reading
+
+
+def test_reads_of_a_missing_file_or_table_are_empty_frames_and_create_nothing(tmp_path):
+    path = tmp_path / "missing.duckdb"
+    database = PipelineDatabase(str(path))
+    bars, predictions, alerts = database.read_bars(), database.read_predictions(), database.read_alerts()
+    assert bars.empty and list(bars.columns) == list(BAR_COLUMNS)
+    assert predictions.empty and list(predictions.columns) == PREDICTIONS.column_names
+    assert alerts.empty and list(alerts.columns) == ALERTS.column_names
+    assert str(predictions["as_of_window"].dtype) == f"datetime64[ns, {NY}]"
+    assert not path.exists()
+
+    duckdb.connect(str(path)).close()  # an empty database file
+    assert database.read_predictions().empty and database.read_bars().empty
+    assert _columns(path, "predictions") == [] and _columns(path, "market_bars") == []
+
+
+def _hold(path, read_only: bool) -> subprocess.Popen:
+    """Another process holding the DuckDB file open until its stdin is closed."""
+    code = textwrap.dedent(
+        """
+        import sys, duckdb
+        conn = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+        print("ready", flush=True)
+        sys.stdin.read()
+        conn.close()
+        """
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(path), "ro" if read_only else "rw"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+def _release(holder: subprocess.Popen) -> None:
+    holder.stdin.close()
+    holder.wait(timeout=30)
+
+
+def test_reads_are_read_only_so_they_share_the_file_with_another_reader(tmp_path):
+    path = tmp_path / "shared.duckdb"
+    database = PipelineDatabase(str(path), lock_timeout_seconds=5)
+    bars = _bars("AAPL", "2025-07-07 09:30", 3)
+    database.replace_bars(bars, zip(bars["symbol"], bars["window_start"], strict=True))
+    reader = _hold(path, read_only=True)  # e.g. the REST service or a notebook
+    try:
+        # A read-write open would conflict with that process's shared lock; reads do not.
+        assert len(database.read_bars("AAPL")) == 3
+        assert database.read_predictions().empty
+    finally:
+        _release(reader)
+
+
+def test_timestamps_are_stored_as_utc_instants_and_read_as_new_york(tmp_path):
+    path = tmp_path / "tz.duckdb"
+    database = PipelineDatabase(str(path))
+    bars = _bars("AAPL", "2025-03-07 15:45", 1)  # before the spring change: New York is UTC-5
+    database.replace_bars(bars, [("AAPL", bars["window_start"].iloc[0])])
+    with duckdb.connect(str(path), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        (stored,) = conn.execute("SELECT strftime(window_start, '%Y-%m-%d %H:%M') FROM market_bars").fetchone()
+    assert stored == "2025-03-07 20:45"
+    read = database.read_bars("AAPL")["window_start"]
+    assert str(read.dtype) == f"datetime64[ns, {NY}]" and read.iloc[0] == pd.Timestamp("2025-03-07 15:45", tz=NY)
+
+
+# ------------------------------------------------------------------------------------------------- writing
+
+
+def test_replacing_partitions_is_idempotent_and_a_failed_write_keeps_the_old_rows(tmp_path):
+    database = PipelineDatabase(str(tmp_path / "atomic.duckdb"))
+    as_of = pd.Timestamp("2025-07-07 10:00", tz=NY)
+    partitions = [("AAPL", as_of), ("MSFT", as_of)]
+    predictions = pd.concat([_forecast("AAPL", as_of), _forecast("MSFT", as_of)], ignore_index=True)
+    alerts = _alert("MSFT", as_of)
+    for _ in range(2):
+        database.replace_forecasts(predictions, alerts, partitions)
+    stored, stored_alerts = database.read_predictions(), database.read_alerts()
+    assert len(stored) == 6 and not stored.duplicated(list(PREDICTIONS.key)).any()
+    assert len(stored_alerts) == 1
+
+    broken = predictions.assign(predicted_close=np.where(predictions["symbol"] == "MSFT", np.nan, 1.0))
+    with pytest.raises(duckdb.ConstraintException):
+        database.replace_forecasts(broken, alerts.iloc[0:0], partitions)
+    pd.testing.assert_frame_equal(database.read_predictions(), stored)  # both tables rolled back together
+    pd.testing.assert_frame_equal(database.read_alerts(), stored_alerts)
+
+    database.replace_forecasts(predictions.iloc[0:0], alerts.iloc[0:0], [("MSFT", as_of)])
+    assert set(database.read_predictions()["symbol"]) == {"AAPL"} and database.read_alerts().empty
+
+
+def test_rows_in_the_old_column_names_are_refused_in_one_sentence(tmp_path):
+    database = PipelineDatabase(str(tmp_path / "names.duckdb"))
+    as_of = pd.Timestamp("2025-07-07 10:00", tz=NY)
+    old = _forecast("AAPL", as_of).rename(columns={"target_window": "window_start"})
+    with pytest.raises(ValueError, match=r"table predictions are missing the column\(s\) \['target_window'\]"):
+        database.replace_forecasts(old, _alert("AAPL", as_of).iloc[0:0], [("AAPL", as_of)])
+
+
+def test_rejected_bars_are_not_read_until_their_partition_is_replaced(tmp_path):
+    database = PipelineDatabase(str(tmp_path / "quarantine.duckdb"))
+    bars = _bars("AAPL", "2025-07-07 09:30", 4)
+    partitions = list(zip(bars["symbol"], bars["window_start"], strict=True))
+    database.replace_bars(bars, partitions)
+    bad = bars["window_start"].iloc[1]
+    flagged = database.reject_bars(pd.DataFrame({
+        "symbol": ["AAPL", "AAPL", "MSFT"],
+        "window_start": [bad, bad, bad],
+        "check_name": ["ohlcv_not_null", "high_low_bounds", "high_low_bounds"],
+        "reason": ["close is null", "high 1 is below low 2", "not stored"],
+    }))
+    assert flagged == 1  # MSFT has no stored bar at that window
+    assert bad not in set(database.read_bars("AAPL")["window_start"])
+    assert bad not in set(database.read_bars(symbols=["AAPL"], start=bars["window_start"].iloc[0])["window_start"])
+    assert len(database.read_bars("AAPL", include_rejected=True)) == 4
+    rejected = database.read_rejected_bars()
+    assert rejected[["rejected_check", "rejected_reason"]].values.tolist() == [
+        ["ohlcv_not_null, high_low_bounds", "close is null; high 1 is below low 2"]
+    ]
+
+    database.replace_bars(bars.iloc[[1]], [("AAPL", bad)])  # re-materializing the partition
+    assert len(database.read_bars("AAPL")) == 4 and database.read_rejected_bars().empty
+
+
+# ------------------------------------------------------------------------------------------------- locking
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the code under test sleeps."""
+
+    def __init__(self, on_sleep=None):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(self)
+
+
+def test_a_lock_held_by_another_process_fails_after_a_bounded_logged_wait_naming_its_pid(tmp_path, caplog):
+    path = tmp_path / "locked.duckdb"
+    ensure_schema(path)
+    holder = _hold(path, read_only=False)
+    clock = FakeClock()
+    try:
+        with caplog.at_level(logging.WARNING, logger="lstm_pipeline.storage"):
+            for read_only in (True, False):
+                with pytest.raises(DatabaseLockedError) as raised:
+                    with connect(path, read_only=read_only, lock_timeout_seconds=30, clock=clock, sleep=clock.sleep):
+                        pass
+                message = str(raised.value)
+                assert str(path) in message and f"process {holder.pid}" in message
+                assert "stop that process" in message and "close its connection" in message
+                assert message.count(". ") == 0 and message.endswith(".")  # one sentence
+    finally:
+        _release(holder)
+    assert clock.now == pytest.approx(60.0)  # 30 s per attempt, not more
+    waits = [record.getMessage() for record in caplog.records]
+    assert all(f"process {holder.pid} holds its lock" in text for text in waits)
+    assert 2 * 5 <= len(waits) <= 2 * 8  # about every 5 s of a 30 s wait, never on every retry
+    assert len(clock.sleeps) > len(waits)
+
+
+def test_a_lock_released_during_the_wait_lets_the_write_go_through(tmp_path):
+    path = tmp_path / "released.duckdb"
+    database = PipelineDatabase(str(path))
+    database.replace_bars(_bars("AAPL", "2025-07-07 09:30", 1), [])
+    holder = _hold(path, read_only=True)
+
+    def release_after_two_seconds(clock: FakeClock) -> None:
+        if clock.now >= 2 and holder.returncode is None:
+            _release(holder)
+
+    clock = FakeClock(release_after_two_seconds)
+    try:
+        with connect(path, read_only=False, lock_timeout_seconds=30, clock=clock, sleep=clock.sleep) as conn:
+            conn.execute("CREATE TABLE written_after_the_wait (x INTEGER)")
+    finally:
+        if holder.returncode is None:
+            _release(holder)
+    assert 2 <= clock.now < 4
+
+
+def test_the_store_resource_waits_at_most_its_lock_timeout(tmp_path):
+    path = tmp_path / "resource.duckdb"
+    store = PipelineStore.for_path(path, lock_timeout_seconds=0.2)
+    store.replace_bars(_bars("AAPL", "2025-07-07 09:30", 1), [])
+    holder = _hold(path, read_only=False)
+    try:
+        with pytest.raises(DatabaseLockedError, match=rf"locked by process {holder.pid} \(still after \d+ s\)"):
+            store.read_bars("AAPL")
+    finally:
+        _release(holder)
+    assert len(store.read_bars("AAPL")) == 1
+
+
+def test_permission_denied_fails_at_once_without_waiting(tmp_path):
+    calls = []
+
+    def refuse(**kwargs):
+        calls.append(kwargs)
+        raise duckdb.IOException(f'IO Error: Cannot open file "{kwargs["database"]}": Permission denied')
+
+    clock = FakeClock()
+    with pytest.raises(DatabaseAccessError, match="permission denied; fix the file's and its folder's permissions"):
+        with connect(tmp_path / "x.duckdb", read_only=False, clock=clock, sleep=clock.sleep, connect_fn=refuse):
+            pass
+    assert len(calls) == 1 and clock.sleeps == []
+
+
+def test_a_file_that_is_not_a_database_fails_at_once_in_one_sentence(tmp_path):
+    path = tmp_path / "notes.duckdb"
+    path.write_text("not a database")
+    with pytest.raises(DatabaseAccessError, match=r"notes.duckdb cannot be opened \(.*not a valid DuckDB database"):
+        PipelineDatabase(str(path)).read_bars()
+
+
+def test_an_unwritable_db_path_is_refused_when_the_resources_are_built(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings = load_settings(environ={"LSTM_PIPELINE_DB_PATH": str(blocker / "data" / "pipeline.duckdb")})
+    with pytest.raises(ConfigError, match=r"cannot be created because .*a-file is a file, not a folder; set db_path"):
+        build_resources(settings)
+    folder = tmp_path / "folder.duckdb"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        build_resources(load_settings(environ={"LSTM_PIPELINE_DB_PATH": str(folder)}))
+    resources = build_resources(load_settings(environ={"LSTM_PIPELINE_DB_PATH": str(tmp_path / "new" / "p.duckdb")}))
+    assert isinstance(resources["store"], PipelineStore) and not (tmp_path / "new").exists()
