@@ -1,43 +1,83 @@
-"""Project configuration: the seed's ``realtime_config.json`` keys, validated, with environment overrides.
+"""Project configuration: the spec's ``realtime_config.json`` keys, validated, with environment overrides.
 
 The file is named by ``LSTM_PIPELINE_CONFIG`` (default: ``config/realtime_config.json`` in the project, if
-present, else the built-in defaults). Environment variables override the file, and secrets (the Polygon key,
-the REST API key) are held as ``SecretStr`` so they never print in logs, the UI or error messages.
+present, else the built-in defaults). The spec's own example file loads unchanged and means what it says
+(``update_interval`` in minutes, thresholds as fractions); ``market_data`` is this project's own section.
+Environment variables override the file, and secrets (the Polygon key, the REST API key) are held as
+``SecretStr`` so they never print in logs, the UI or error messages. Every path setting follows one rule: a
+relative path from the file resolves beside the file (beside the project with no file), one from an environment
+variable against the working directory.
 Plain module: no Dagster import, so the API service and scripts share it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import ipaddress
 import json
 import math
 import os
 import re
+import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_ENV_VAR = "LSTM_PIPELINE_CONFIG"
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "realtime_config.json"
 TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+LOOPBACK_HOSTS = frozenset({"localhost"})
+SESSION_MINUTES = 390
+"""One regular NYSE session; ``update_interval`` may not exceed it."""
 
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key and the fix."""
 
 
+def _fraction(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("it is a fraction between 0 and 1 (0.02 means 2%)")
+    return value
+
+
+Fraction = Annotated[float, AfterValidator(_fraction)]
+"""A share written as a fraction: 0.02 means 2%."""
+Minutes = Annotated[float, Field(gt=0)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: JSON's Infinity/NaN are refused everywhere, so no threshold can be infinite.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ConfidenceFactorWeights(_Section):
-    """How the confidence score weighs its factors; the weights must sum to 1."""
+    """How the confidence score weighs its ten factors (the spec's names and weights); they must sum to 1."""
 
-    model_accuracy: float = Field(0.4, ge=0)
-    volatility: float = Field(0.2, ge=0)
-    trend_consistency: float = Field(0.2, ge=0)
-    volume: float = Field(0.2, ge=0)
+    model_performance: float = Field(0.25, ge=0)
+    data_quality: float = Field(0.15, ge=0)
+    market_volatility: float = Field(0.15, ge=0)
+    trend_consistency: float = Field(0.10, ge=0)
+    volume_analysis: float = Field(0.10, ge=0)
+    technical_indicators: float = Field(0.10, ge=0)
+    time_of_day: float = Field(0.05, ge=0)
+    market_regime: float = Field(0.05, ge=0)
+    prediction_stability: float = Field(0.03, ge=0)
+    historical_accuracy: float = Field(0.02, ge=0)
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> ConfidenceFactorWeights:
@@ -48,29 +88,108 @@ class ConfidenceFactorWeights(_Section):
 
 
 class AlertThresholds(_Section):
-    """When validation results raise alerts."""
+    """When monitoring raises alerts (the spec's eight keys): errors, confidences and rates are fractions."""
 
-    prediction_error_pct: float = Field(5.0, ge=0)
-    consecutive_failures: int = Field(3, ge=1)
-    accuracy_drop_pct: float = Field(20.0, ge=0)
-    data_staleness_minutes: int = Field(60, ge=1)
+    prediction_error_high: Fraction = 0.05
+    prediction_error_critical: Fraction = 0.10
+    confidence_low: Fraction = 0.4
+    confidence_critical: Fraction = 0.2
+    api_response_time_high: float = Field(5.0, gt=0)
+    """Seconds."""
+    api_response_time_critical: float = Field(10.0, gt=0)
+    """Seconds."""
+    model_accuracy_low: Fraction = 0.6
+    trade_success_rate_low: Fraction = 0.4
+
+    @model_validator(mode="after")
+    def _critical_beyond_warning(self) -> AlertThresholds:
+        if self.prediction_error_critical < self.prediction_error_high:
+            raise ValueError("prediction_error_critical must be at least prediction_error_high")
+        if self.api_response_time_critical < self.api_response_time_high:
+            raise ValueError("api_response_time_critical must be at least api_response_time_high")
+        if self.confidence_critical > self.confidence_low:
+            raise ValueError("confidence_critical must be at most confidence_low")
+        return self
 
 
 class ApiSettings(_Section):
-    """The read-only REST service."""
+    """The REST service (issue #9)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    debug: bool = False
     api_key: SecretStr | None = None
-    dagster_url: str = "http://127.0.0.1:3000"
+    require_auth: bool = True
 
 
 class CacheSettings(_Section):
-    """Caching of model loads and API reads."""
+    """The REST service's read cache (issue #9)."""
 
-    enabled: bool = True
-    ttl_seconds: int = Field(60, ge=0)
-    max_entries: int = Field(1024, ge=1)
+    max_size_mb: float = Field(500, gt=0)
+    ttl_minutes: float = Field(60, gt=0)
+    enable_prediction_cache: bool = True
+    enable_model_cache: bool = True
+    enable_data_cache: bool = True
+
+
+DEFAULT_MONITORING_INTERVALS: dict[str, float] = {
+    "prediction_accuracy": 15.0,
+    "model_performance": 60.0,
+    "system_health": 5.0,
+    "api_performance": 5.0,
+    "storage": 60.0,
+    "trade_performance": 60.0,
+}
+"""Minutes between samples of the spec's six monitoring categories (issue #10)."""
+_INTERVAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _valid_date(value: str) -> str:
+    try:
+        return dt.date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise ValueError("it must be a date written YYYY-MM-DD, e.g. 2025-01-02") from None
+
+
+def _valid_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value.strip())
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError("it must be an IANA time zone such as America/New_York or UTC") from None
+    return value.strip()
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def polygon_url_problem(url: str) -> str | None:
+    """Why ``url`` may not carry the Polygon key, or None: https only; plain http only to this machine."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host:
+        return "it must be a full URL such as https://api.polygon.io"
+    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(host)):
+        return None
+    return (
+        "it must start with https:// (plain http:// only for a loopback host such as 127.0.0.1), "
+        "so the API key never travels in clear text"
+    )
+
+
+def _https_url(value: str) -> str:
+    problem = polygon_url_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value.strip().rstrip("/")
 
 
 class MarketDataSettings(_Section):
@@ -78,14 +197,18 @@ class MarketDataSettings(_Section):
 
     source: Literal["auto", "simulated", "polygon", "file"] = "auto"
     simulation_seed: int = 0
-    polygon_base_url: str = "https://api.polygon.io"
+    polygon_base_url: Annotated[str, AfterValidator(_https_url)] = "https://api.polygon.io"
     requests_per_minute: float = Field(5.0, gt=0)
     max_retries: int = Field(5, ge=0)
+    fetch_max_seconds: float = Field(30.0, gt=0)
+    """Total time one fetch may spend retrying before it fails (the error says how long it tried)."""
     file_path: str | None = None
+    """Absolute after loading (see the module docstring for how a relative one resolves)."""
     file_column_map: dict[str, str] = Field(default_factory=dict)
-    file_timezone: str = "UTC"
-    history_start: str = "2025-01-02"
-    """First session window registered as a partition (a date, New York)."""
+    file_timezone: Annotated[str, AfterValidator(_valid_timezone)] = "America/New_York"
+    """Zone of naive timestamps in bar files: exchange time unless the export says otherwise."""
+    history_start: Annotated[str, AfterValidator(_valid_date)] = "2025-01-02"
+    """First session window registered as a partition (a date, New York), normalised to YYYY-MM-DD."""
     catch_up_sessions: int = Field(1, ge=1)
     """How many recent sessions the market sensor fetches by itself; older ones are there to backfill."""
     warmup_sessions: int = Field(2, ge=0)
@@ -95,22 +218,47 @@ class MarketDataSettings(_Section):
 
 
 class Settings(_Section):
-    """The whole configuration. Keys follow the seed's ``realtime_config.json``; ``market_data`` is ours."""
+    """The whole configuration. Keys follow the spec's ``realtime_config.json``; ``market_data`` is ours."""
 
     symbols: tuple[str, ...] = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA")
-    update_interval: int = Field(900, ge=60)
-    """Seconds between market updates; the market moves in 15-minute windows."""
-    min_profit_percent: float = Field(2.0, ge=0)
-    validation_threshold: float = Field(2.0, ge=0)
-    confidence_threshold: float = Field(0.7, ge=0, le=1)
+    update_interval: int = Field(15, ge=15)
+    """Minutes between prediction updates; the market moves in 15-minute windows."""
+    min_profit_percent: float = Field(2.0, ge=0, le=100)
+    """Percent (2.0 means 2%), as the spec writes it."""
+    validation_threshold: Fraction = 0.02
+    confidence_threshold: Fraction = 0.6
     polygon_api_key: SecretStr | None = None
     db_path: Path = Path("data/lstm_pipeline.duckdb")
     models_dir: Path = Path("models")
     confidence_factor_weights: ConfidenceFactorWeights = ConfidenceFactorWeights()
     alert_thresholds: AlertThresholds = AlertThresholds()
+    monitoring_intervals: dict[str, Minutes] = Field(default_factory=lambda: dict(DEFAULT_MONITORING_INTERVALS))
+    """Category -> minutes; the file's entries replace the defaults of the same name, the others stay."""
     api: ApiSettings = ApiSettings()
     cache: CacheSettings = CacheSettings()
     market_data: MarketDataSettings = MarketDataSettings()
+
+    _env_sources: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("update_interval")
+    @classmethod
+    def _whole_windows(cls, value: int) -> int:
+        if value % 15 or value > SESSION_MINUTES:
+            raise ValueError(
+                f"it is in minutes (the spec's 15), a whole number of 15-minute windows up to one session "
+                f"({SESSION_MINUTES})"
+            )
+        return value
+
+    @field_validator("monitoring_intervals", mode="before")
+    @classmethod
+    def _merge_intervals(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            bad = sorted(str(name) for name in value if not _INTERVAL_NAME.match(str(name)))
+            if bad:
+                raise ValueError(f"{bad} are not category names (lower-case letters, digits and '_')")
+            return {**DEFAULT_MONITORING_INTERVALS, **value}
+        return value
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -141,6 +289,10 @@ class Settings(_Section):
             return self.market_data.source
         return "polygon" if self.polygon_api_key and self.polygon_api_key.get_secret_value() else "simulated"
 
+    def env_variable_for(self, *key_path: str) -> str | None:
+        """The environment variable that set ``key_path`` (e.g. ``"polygon_api_key"``), or None if it did not."""
+        return self._env_sources.get(tuple(key_path))
+
 
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "POLYGON_API_KEY": ("polygon_api_key",),
@@ -154,24 +306,117 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 """Environment variable -> config key path; the environment wins over the file."""
 
+RENAMED_KEYS: dict[str, str] = {
+    "confidence_factor_weights.model_accuracy": "rename it model_performance (the spec's ten weights replace four)",
+    "confidence_factor_weights.volatility": "rename it market_volatility (the spec's ten weights replace four)",
+    "confidence_factor_weights.volume": "rename it volume_analysis (the spec's ten weights replace four)",
+    "alert_thresholds.prediction_error_pct": "rename it prediction_error_high and write a fraction (5.0 becomes 0.05)",
+    "api.dagster_url": "remove it (it is no longer a setting)",
+    "cache.ttl_seconds": "rename it ttl_minutes and give minutes",
+    "cache.enabled": "replace it with enable_prediction_cache, enable_model_cache and enable_data_cache",
+}
+"""Keys of this project's earlier config format -> what replaced them, so an old file gets a useful hint."""
 
-def _describe(error: dict[str, Any], origin: str) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+_SECRET_KEYS = frozenset({"polygon_api_key", "api_key"})
+_SECTION_ERRORS = frozenset({"model_type", "dict_type", "model_attributes_type"})
+
+
+def _describe(error: dict[str, Any], origin: str, env_sources: dict[tuple[str, ...], str]) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    where = ".".join(loc) or "(top level)"
+    variable = next((var for path, var in env_sources.items() if loc[: len(path)] == path), None)
+    if variable:
+        origin = f"Environment variable {variable}"
     if error["type"] == "extra_forbidden":
-        return f"{origin}: unknown key '{where}'; remove it or check its spelling against the documented keys."
+        fix = RENAMED_KEYS.get(where, "remove it or check its spelling against the documented keys")
+        return f"{origin}: unknown key '{where}'; {fix}."
+    if error["type"] in _SECTION_ERRORS:
+        # A section given as a string or list is never echoed: it may be a pasted secret.
+        return f"{origin}: '{where}' must be a JSON object of settings, not {_kind(error.get('input'))}."
     message = error["msg"].removeprefix("Value error, ")
-    secret = any(str(part) in {"polygon_api_key", "api_key"} for part in error["loc"])
-    got = "" if secret else f" (got {error.get('input')!r})"
-    return f"{origin}: '{where}' is invalid: {message}{got}."
+    value = error.get("input")
+    # Only numbers and booleans are echoed: a string may be (or contain) a secret, a list or object may hold one.
+    echo = isinstance(value, int | float | bool) and not any(part in _SECRET_KEYS for part in loc)
+    got = f" (got {value!r})" if echo else ""
+    fix = f"; fix {variable}" if variable else ""
+    return f"{origin}: '{where}' is invalid: {message}{got}{fix}."
+
+
+def _kind(value: Any) -> str:
+    kinds = {str: "a string", list: "a list", dict: "an object", bool: "a boolean", int: "a number", float: "a number"}
+    return kinds.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
+def _read_file(config_path: Path) -> dict[str, Any]:
+    origin = f"Config file {config_path}"
+    try:
+        raw = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{origin} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the syntax.") from exc
+    except OSError as exc:
+        raise ConfigError(f"{origin} cannot be read ({exc.strerror}); check its permissions.") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin} must hold a JSON object of settings, not {_kind(raw)}.")
+    return raw
+
+
+def _apply_overrides(raw: dict[str, Any], environ: dict[str, str], origin: str) -> dict[tuple[str, ...], str]:
+    """Write the environment's values into ``raw``; returns which key paths they set (for messages and paths)."""
+    applied: dict[tuple[str, ...], str] = {}
+    for variable, key_path in ENV_OVERRIDES.items():
+        value = environ.get(variable)
+        if value is None or value == "":
+            continue
+        target = raw
+        for depth, part in enumerate(key_path[:-1], start=1):
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                section = ".".join(key_path[:depth])
+                raise ConfigError(
+                    f"{origin}: '{section}' must be a JSON object of settings, not {_kind(target)}, so {variable} "
+                    f"cannot set {'.'.join(key_path)}; fix '{section}' in the file."
+                )
+        target[key_path[-1]] = value
+        applied[key_path] = variable
+    return applied
+
+
+def _resolve_paths(settings: Settings, base_dir: Path, env_sources: dict[tuple[str, ...], str]) -> Settings:
+    """Absolute paths by one rule: beside the config file for file values, the working directory for env ones."""
+
+    def resolve(value: str | Path, key_path: tuple[str, ...]) -> Path:
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            return path.resolve()
+        anchor = Path.cwd() if key_path in env_sources else base_dir
+        return (anchor / path).resolve()
+
+    file_path = settings.market_data.file_path
+    market = settings.market_data
+    if file_path:
+        market = market.model_copy(update={"file_path": str(resolve(file_path, ("market_data", "file_path")))})
+    return settings.model_copy(
+        update={
+            "db_path": resolve(settings.db_path, ("db_path",)),
+            "models_dir": resolve(settings.models_dir, ("models_dir",)),
+            "market_data": market,
+        }
+    )
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Read, override and validate the configuration; raise ``ConfigError`` with one sentence per problem."""
+    """Read, override and validate the configuration; raise ``ConfigError`` with one sentence per problem.
+
+    It touches no file but the config itself: whether ``db_path`` is writable and the bar folder exists is
+    checked where the code location builds its resources (``lstm_pipeline.resources``).
+    """
     environ = dict(os.environ if environ is None else environ)
     chosen = path or environ.get(CONFIG_ENV_VAR)
     raw: dict[str, Any] = {}
     base_dir = PROJECT_ROOT
-    origin = "built-in defaults"
+    origin = "Built-in defaults"
     if chosen:
         config_path = Path(chosen).expanduser()
         if not config_path.is_file():
@@ -184,31 +429,26 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
         config_path = None
     if config_path is not None:
         origin = f"Config file {config_path}"
-        try:
-            raw = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{origin} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the syntax.") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{origin} must hold a JSON object of settings, not {type(raw).__name__}.")
+        raw = _read_file(config_path)
         base_dir = config_path.resolve().parent
 
-    for variable, key_path in ENV_OVERRIDES.items():
-        value = environ.get(variable)
-        if value is None or value == "":
-            continue
-        target = raw
-        for part in key_path[:-1]:
-            target = target.setdefault(part, {})
-        target[key_path[-1]] = value
-
+    env_sources = _apply_overrides(raw, environ, origin)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        problems = " ".join(_describe(error, origin) for error in exc.errors())
+        problems = " ".join(_describe(error, origin, env_sources) for error in exc.errors())
         raise ConfigError(problems) from None
 
-    def _resolve(value: Path) -> Path:
-        return value if value.is_absolute() else (base_dir / value).resolve()
+    settings = _resolve_paths(settings, base_dir, env_sources)
+    settings._env_sources = dict(env_sources)
+    return settings
 
-    resolved = {"db_path": _resolve(settings.db_path), "models_dir": _resolve(settings.models_dir)}
-    return settings.model_copy(update=resolved)
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once (per code-location load) from the environment and the config file.
+
+    Partitions, resources, sensors and schedules take them from here instead of re-reading the file on every
+    tick; tests that change the environment call ``get_settings.cache_clear()``.
+    """
+    return load_settings()

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -296,7 +299,7 @@ def test_retry_after_is_capped_and_http_dates_are_understood(polygon: FakePolygo
         (200, {}, aggs_body("AAPL", [agg("2025-07-07 09:30")])),
     ])
     polygon.responder = lambda seen: next(replies)
-    client = polygon.client(requests_per_minute=6000.0, backoff_max_s=30.0, now=lambda: now)
+    client = polygon.client(requests_per_minute=6000.0, backoff_max_s=30.0, fetch_max_s=60.0, now=lambda: now)
     assert len(client.fetch_bars("AAPL", pd.Timestamp("2025-07-07", tz=NY), pd.Timestamp("2025-07-08", tz=NY))) == 1
     assert fake_time.sleeps == [30.0, 20.0]
 
@@ -352,6 +355,97 @@ def test_a_timeout_is_retried(polygon: FakePolygon) -> None:
     bars = client.fetch_bars("AAPL", pd.Timestamp("2025-07-07", tz=NY), pd.Timestamp("2025-07-08", tz=NY))
     assert len(bars) == 1 and len(polygon.seen) == 2
     assert time.monotonic() - started < 0.9  # the client's read timeout, not the server, ended the first attempt
+
+
+def _refused_port() -> int:
+    """A loopback port nothing listens on, so connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_server_fails_within_fetch_max_s_saying_how_long_it_tried(fake_time: FakeTime) -> None:
+    # Issue #16: with the defaults, connection refused took 62 s (six attempts 12 s apart, the rate cap's spacing).
+    client = PolygonBarsClient(
+        KEY, base_url=f"http://127.0.0.1:{_refused_port()}", requests_per_minute=5.0, max_retries=5,
+        fetch_max_s=30.0, sleep=fake_time.sleep, clock=fake_time.clock, now=lambda: LATE, rng=random.Random(0),
+    )
+    started = fake_time.t
+    with pytest.raises(MarketDataError) as raised:
+        client.fetch_bars("AAPL", pd.Timestamp("2025-07-07", tz=NY), pd.Timestamp("2025-07-08", tz=NY))
+    message = str(raised.value)
+    # attempts at 0, 12 and 24 s; a fourth could not start before 36 s, past the 30 s bound
+    assert "still failed after 3 attempts over 24.0 s" in message
+    assert "NewConnectionError" in message and "fetch_max_seconds (30 s)" in message and "polygon_base_url" in message
+    assert fake_time.t - started == 24.0 and client.requests_sent == 3
+    assert message.count(". ") == 0 and KEY not in message
+
+
+def test_a_server_that_never_answers_fails_within_fetch_max_s() -> None:
+    # It accepts the connection (the kernel completes the handshake) and never sends a byte back. The read
+    # timeout is real time, so this test takes about fetch_max_s; before the bound it took 6 x 30 s.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        client = PolygonBarsClient(
+            KEY, base_url=f"http://127.0.0.1:{silent.getsockname()[1]}", requests_per_minute=6000.0, max_retries=5,
+            timeout_s=30.0, fetch_max_s=0.5, now=lambda: LATE, rng=random.Random(0),
+        )
+        started = time.monotonic()
+        with pytest.raises(MarketDataError) as raised:
+            client.fetch_bars("AAPL", pd.Timestamp("2025-07-07", tz=NY), pd.Timestamp("2025-07-08", tz=NY))
+        elapsed = time.monotonic() - started
+    message = str(raised.value)
+    assert re.search(r"still failed after 1 attempt over \d+\.\d s \(last: ReadTimeoutError", message)
+    assert "fetch_max_seconds (0.5 s)" in message
+    assert elapsed < 5.0
+
+
+def test_the_retry_bound_counts_failures_not_the_rate_caps_spacing(polygon: FakePolygon, fake_time: FakeTime) -> None:
+    # Four pages 12 s apart (36 s of polite spacing) and one retried 500 fit a 13 s retry bound.
+    def respond(seen: Seen) -> Reply:
+        page = int(seen.query.get("cursor", ["1"])[0])
+        if page == 3 and sum(s.query.get("cursor") == ["3"] for s in polygon.seen) == 1:
+            return 500, {}, {"status": "ERROR"}
+        following = f"https://api.polygon.io/v2/aggs/ticker/AAPL/range/15/minute/1/2?cursor={page + 1}"
+        return 200, {}, aggs_body("AAPL", [agg(f"2025-07-07 0{8 + page}:45")], following if page < 4 else None)
+
+    polygon.responder = respond
+    client = polygon.client(requests_per_minute=5.0, fetch_max_s=13.0)
+    bars = client.fetch_bars("AAPL", pd.Timestamp("2025-07-07", tz=NY), pd.Timestamp("2025-07-08", tz=NY))
+    assert len(bars) == 4 and len(polygon.seen) == 5
+    assert sum(fake_time.sleeps) == pytest.approx(48.0)  # of which only the 12 s after the failure count
+
+
+@pytest.mark.parametrize(
+    "url", ["api.polygon.io", "api.polygon.io:443", "http://api.polygon.io", "http://192.168.1.20:8080"]
+)
+def test_the_client_refuses_to_send_the_key_over_plain_http(polygon: FakePolygon, url: str) -> None:
+    with pytest.raises(MarketDataError, match=r"^The Polygon base URL is refused: .*polygon_base_url\.$"):
+        polygon.client(base_url=url)
+    assert polygon.seen == []
+
+
+def test_a_key_from_the_config_file_is_read_when_the_run_starts(polygon: FakePolygon, tmp_path, monkeypatch) -> None:
+    from lstm_pipeline.resources import build_market_data
+    from lstm_pipeline.settings import get_settings, load_settings
+
+    secret = "pk_FROM_CONFIG_FILE_0042"
+    config = tmp_path / "realtime_config.json"
+    config.write_text(json.dumps({"polygon_api_key": secret, "market_data": {
+        "polygon_base_url": polygon.base_url, "requests_per_minute": 6000, "max_retries": 0}}))
+    monkeypatch.delenv("POLYGON_API_KEY", raising=False)
+    monkeypatch.setenv("LSTM_PIPELINE_CONFIG", str(config))
+    get_settings.cache_clear()
+    polygon.responder = lambda seen: (200, {}, aggs_body(seen.ticker, [agg("2025-07-07 09:30")]))
+    try:
+        resource = build_market_data(load_settings())
+        bars = resource.fetch_bars("AAPL", pd.Timestamp("2025-07-07", tz=NY), pd.Timestamp("2025-07-08", tz=NY),
+                                   now=LATE)
+    finally:
+        get_settings.cache_clear()
+    assert len(bars) == 1 and polygon.seen[0].headers.get("Authorization") == f"Bearer {secret}"
+    assert "POLYGON_API_KEY" not in os.environ
 
 
 # --- the API key --------------------------------------------------------------------------------------------
@@ -464,30 +558,30 @@ def test_market_bars_from_polygon_then_an_outage_keeps_the_stored_rows(polygon: 
     from lstm_pipeline.assets.market_bars import market_bars
     from lstm_pipeline.partitions import market_bars_key
     from lstm_pipeline.resources.market_data import PolygonMarketData
-    from lstm_pipeline.resources.storage import MarketBarsStore
-    from tests.conftest import register_windows
+    from lstm_pipeline.resources.storage import PipelineStore
+    from tests.helpers import register_windows
 
     polygon.responder = lambda seen: (200, {}, aggs_body(seen.ticker, full_day("2025-07-07")))
-    store = MarketBarsStore.for_path(tmp_path / "bars.duckdb")
+    store = PipelineStore.for_path(tmp_path / "bars.duckdb")
     resources = {
         "market_data": PolygonMarketData(
             api_key=KEY, base_url=polygon.base_url, requests_per_minute=600, max_retries=0
         ),
-        "bars_store": store,
+        "store": store,
     }
     tags = {"dagster/asset_partition_range_start": str(market_bars_key("AAPL", "2025-07-07-09:30")),
             "dagster/asset_partition_range_end": str(market_bars_key("MSFT", "2025-07-07-15:45"))}
     with instance_for_test() as instance:
         register_windows(instance, "2025-07-07", "2025-07-08")
         assert materialize([market_bars], instance=instance, tags=tags, resources=resources).success
-        before = store.read_bars()
+        before = store.read_bars(include_rejected=True)  # staged: no checks in this run
         assert len(before) == 2 * 26 and set(before["source"]) == {"polygon"}
         assert len(polygon.seen) == 2  # one request per symbol for the whole session
 
         polygon.responder = lambda seen: (500, {}, {"status": "ERROR", "error": "upstream down"})
         failed = materialize([market_bars], instance=instance, tags=tags, resources=resources, raise_on_error=False)
         assert not failed.success
-        failure = failed.get_step_failure_events()[0].event_specific_data.error.cause
-        assert failure.cls_name == "MarketDataError" and "HTTP 500" in failure.message
-        assert KEY not in failure.to_string()
-        pd.testing.assert_frame_equal(store.read_bars(), before)
+        failure = failed.get_step_failure_events()[0].event_specific_data.error.to_string()
+        assert "Polygon request for AAPL bars" in failure and "HTTP 500" in failure
+        assert KEY not in failure
+        pd.testing.assert_frame_equal(store.read_bars(include_rejected=True), before)

@@ -7,13 +7,16 @@ module adds what a pipeline needs around it and the library lacks:
   because the free tier allows 5 requests a minute and a burst is answered with HTTP 429;
 * its own bounded retries (exponential backoff with full jitter, ``Retry-After`` honoured) instead of
   urllib3's silent ones, so each retry is logged with its wait and the number of attempts is deterministic;
+  besides the number of retries, the total time one fetch may spend retrying is bounded (``fetch_max_s``), so an
+  unreachable host or a server that never answers ends the run within that bound, saying how long it tried;
 * a real timeout on every request: ``RESTClient`` stores ``connect_timeout``/``read_timeout`` but never passes
   them to urllib3, so a stalled connection would otherwise hang the run;
 * all-or-nothing ranges: a page that fails after its retries fails the whole range, because the library's
   paginator would otherwise stop silently (and return what it had) on an unreadable page;
 * only delayed-feed data that exists (windows closed at least 15 minutes ago), only regular-session windows,
   nothing invented for a window Polygon has no bar for;
-* the API key never in a message, a log record or a repr: it travels only in the ``Authorization`` header.
+* the API key never in a message, a log record or a repr: it travels only in the ``Authorization`` header,
+  and only over https (plain http only to a loopback host, for tests).
 
 It deliberately imports no Dagster, so it can be used and tested as plain Python.
 """
@@ -42,6 +45,7 @@ from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 
 from lstm_pipeline.market.bars import MarketDataError, conform_bars, empty_bars
 from lstm_pipeline.market.calendar import NEW_YORK, WINDOW, WINDOW_MINUTES, closed_windows, to_new_york
+from lstm_pipeline.settings import polygon_url_problem
 
 logger = logging.getLogger("lstm_pipeline.market.polygon")
 
@@ -83,10 +87,12 @@ class _Refused(_TransportError):
 
 
 class _GaveUp(_TransportError):
-    def __init__(self, attempts: int, last_failure: str) -> None:
+    def __init__(self, attempts: int, last_failure: str, retried_s: float, out_of_time: bool) -> None:
         super().__init__(attempts)
         self.attempts = attempts
         self.last_failure = last_failure
+        self.retried_s = retried_s
+        self.out_of_time = out_of_time
 
 
 @dataclass
@@ -94,6 +100,8 @@ class _FetchContext:
     symbol: str
     label: str
     page: int = 0
+    retried_s: float = 0.0
+    """Time this fetch has spent on failed attempts and the waits after them, against ``fetch_max_s``."""
 
 
 class _RequestSpacer:
@@ -109,6 +117,10 @@ class _RequestSpacer:
         self._sleep = sleep
         self._next_start: float | None = None
         self._lock = threading.Lock()
+
+    def next_start(self) -> float | None:
+        """The earliest instant the next request may start (None before the first one)."""
+        return self._next_start
 
     def acquire(self) -> float:
         """Block (via the injected sleep) until the next request may start; returns the seconds waited."""
@@ -166,8 +178,15 @@ class _GuardedTransport:
         context = self.context or _FetchContext(symbol="?", label="?")
         context.page += 1
         attempts = owner.max_retries + 1
+        failed_at: float | None = None  # when the previous (failed) attempt of this page started
         for attempt in range(1, attempts + 1):
             owner._spacer.acquire()
+            started = owner._clock()
+            if failed_at is not None:
+                context.retried_s += started - failed_at
+            # No attempt may outlast what is left of the fetch's retry budget, so a silent server cannot hold it.
+            budget_s = max(owner.fetch_max_s - context.retried_s, 0.001)
+            timeout = urllib3.Timeout(connect=min(owner.timeout_s, budget_s), read=min(owner.timeout_s, budget_s))
             with self._count_lock:
                 self.requests_sent += 1
             logger.info(
@@ -178,9 +197,10 @@ class _GuardedTransport:
             try:
                 response = self._pool.request(
                     method, url, fields=fields, headers=headers, retries=False, redirect=False,
-                    timeout=owner._timeout, **kwargs,
+                    timeout=timeout, **kwargs,
                 )
             except (Urllib3TimeoutError, ProtocolError) as exc:
+                # NewConnectionError (connection refused, unknown host) is a ConnectTimeoutError in urllib3
                 failure = f"{type(exc).__name__} (no HTTP status)"
             else:
                 status = response.status
@@ -206,9 +226,15 @@ class _GuardedTransport:
                     retry_after = owner._retry_after_s(response.headers.get("Retry-After"))
                 else:
                     raise _Refused(status, owner._error_detail(response))
+            now = owner._clock()
             if attempt == attempts:
-                raise _GaveUp(attempts, failure)
+                raise _GaveUp(attempt, failure, context.retried_s + now - started, out_of_time=False)
             wait = owner._backoff_s(attempt, retry_after)
+            next_start = owner._spacer.next_start() or now
+            resume = max(now + wait, next_start)
+            if context.retried_s + resume - started > owner.fetch_max_s:
+                raise _GaveUp(attempt, failure, context.retried_s + now - started, out_of_time=True)
+            failed_at = started
             logger.warning(
                 "Polygon request for %s %s page %d failed with %s; retry %d of %d in %.2f s%s",
                 context.symbol, context.label, context.page, failure, attempt, owner.max_retries, wait,
@@ -235,6 +261,7 @@ class PolygonBarsClient:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 60.0,
         timeout_s: float = 30.0,
+        fetch_max_s: float = 30.0,
         delay: timedelta = timedelta(minutes=15),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -255,6 +282,11 @@ class PolygonBarsClient:
             raise ValueError(f"max_retries must be 0 or more, got {max_retries}.")
         if not (backoff_initial_s >= 0 and backoff_max_s >= 0 and timeout_s > 0):
             raise ValueError("backoff_initial_s and backoff_max_s must be 0 or more and timeout_s positive.")
+        if not (math.isfinite(fetch_max_s) and fetch_max_s > 0):
+            raise ValueError(f"fetch_max_s must be a positive number of seconds, got {fetch_max_s}.")
+        url_problem = polygon_url_problem(base_url)
+        if url_problem:  # a second line of defence behind the settings check: the key goes in every request
+            raise MarketDataError(f"The Polygon base URL is refused: {url_problem}; fix market_data.polygon_base_url.")
         self._api_key = key
         self.base_url = base_url.rstrip("/")
         self.requests_per_minute = float(requests_per_minute)
@@ -262,11 +294,12 @@ class PolygonBarsClient:
         self.backoff_initial_s = float(backoff_initial_s)
         self.backoff_max_s = float(backoff_max_s)
         self.timeout_s = float(timeout_s)
+        self.fetch_max_s = float(fetch_max_s)
         self.delay = delay
         self._sleep = sleep
+        self._clock = clock
         self._now = now if now is not None else (lambda: pd.Timestamp.now(tz=NEW_YORK))
         self._rng = rng if rng is not None else random.Random()
-        self._timeout = urllib3.Timeout(connect=self.timeout_s, read=self.timeout_s)
         self._spacer = _RequestSpacer(self.requests_per_minute, clock, sleep)
         # retries=0 turns off the library's urllib3 retries (it would otherwise retry 429/5xx itself, sleeping in
         # real time and invisibly); the transport below also passes retries=False on every request.
@@ -332,10 +365,16 @@ class PolygonBarsClient:
                 "check the symbol and the range."
             ) from None
         except _GaveUp as exc:
+            tries = f"{exc.attempts} attempt{'s' if exc.attempts != 1 else ''} over {exc.retried_s:.1f} s"
+            limit = (
+                f"retrying longer would pass market_data.fetch_max_seconds ({self.fetch_max_s:g} s)"
+                if exc.out_of_time
+                else f"max_retries ({self.max_retries}) ran out"
+            )
             raise MarketDataError(
-                f"Polygon request for {symbol} bars {label} still failed after {exc.attempts} attempts "
-                f"(last: {exc.last_failure}); lower requests_per_minute or raise max_retries, and check "
-                "https://status.polygon.io if it persists."
+                f"Polygon request for {symbol} bars {label} still failed after {tries} (last: {exc.last_failure}; "
+                f"{limit}); check polygon_base_url and https://status.polygon.io, or lower requests_per_minute "
+                "or raise max_retries and fetch_max_seconds if it persists."
             ) from None
         finally:
             pages = self._transport.context.page if self._transport.context else 0

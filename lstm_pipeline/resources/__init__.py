@@ -11,8 +11,9 @@ from lstm_pipeline.resources.market_data import (
     SimulatedMarketData,
 )
 from lstm_pipeline.resources.model_store import LocalModelStore
-from lstm_pipeline.resources.storage import ForecastStore, MarketBarsStore
+from lstm_pipeline.resources.storage import PipelineStore
 from lstm_pipeline.settings import ConfigError, Settings
+from lstm_pipeline.storage import writable_problem
 
 
 def build_market_data(settings: Settings) -> MarketDataSource:
@@ -25,13 +26,16 @@ def build_market_data(settings: Settings) -> MarketDataSource:
             raise ConfigError(
                 "market_data.source is 'polygon' but no API key is set; export POLYGON_API_KEY or use 'simulated'."
             )
-        # The key reaches the resource only as EnvVar, so the UI shows the variable's name, never its value.
-        os.environ.setdefault("POLYGON_API_KEY", key)
+        # The key never becomes a config value the UI shows: a key from the environment goes in as EnvVar (its
+        # name shows), one from the config file is read from the settings by the resource when a run starts.
+        variable = settings.env_variable_for("polygon_api_key")
+        key_config = {"api_key": EnvVar(variable)} if variable else {"api_key_from_config": True}
         return PolygonMarketData(
-            api_key=EnvVar("POLYGON_API_KEY"),
+            **key_config,
             base_url=market.polygon_base_url,
             requests_per_minute=market.requests_per_minute,
             max_retries=market.max_retries,
+            fetch_max_seconds=market.fetch_max_seconds,
             delay_minutes=market.delay_minutes,
         )
     if source == "file":
@@ -40,6 +44,12 @@ def build_market_data(settings: Settings) -> MarketDataSource:
                 "market_data.source is 'file' but market_data.file_path is not set; point it (or "
                 "LSTM_PIPELINE_DATA_FILE) at a folder of CSV or Parquet bars."
             )
+        if not os.path.exists(market.file_path):
+            named_by = settings.env_variable_for("market_data", "file_path") or "market_data.file_path"
+            raise ConfigError(
+                f"{named_by} names {market.file_path}, which does not exist; point it at a folder of CSV or "
+                "Parquet bars (a relative path in the config file resolves beside the file)."
+            )
         return FileMarketData(
             path=market.file_path, column_map=market.file_column_map, timezone=market.file_timezone, delay_minutes=0
         )
@@ -47,10 +57,15 @@ def build_market_data(settings: Settings) -> MarketDataSource:
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    """Every resource the definitions use, keyed by the names assets ask for."""
+    """Every resource the definitions use, keyed by the names assets ask for.
+
+    An unwritable ``db_path`` is refused here, when the code location loads, not by the first run that writes.
+    """
+    problem = writable_problem(settings.db_path)
+    if problem is not None:
+        raise ConfigError(problem)
     return {
         "market_data": build_market_data(settings),
-        "bars_store": MarketBarsStore.for_path(settings.db_path),
+        "store": PipelineStore.for_path(settings.db_path),
         "model_store": LocalModelStore(models_dir=str(settings.models_dir)),
-        "forecast_store": ForecastStore.for_path(settings.db_path),
     }

@@ -65,10 +65,19 @@ class SimulatedMarketData(MarketDataSource):
 class PolygonMarketData(MarketDataSource):
     """Polygon.io 15-minute aggregates through the official ``polygon.RESTClient``."""
 
-    api_key: str = Field(description="Polygon API key; pass EnvVar('POLYGON_API_KEY') so it never shows in the UI.")
+    api_key: str | None = Field(
+        default=None, description="Polygon API key; pass EnvVar('POLYGON_API_KEY') so it never shows in the UI."
+    )
+    api_key_from_config: bool = Field(
+        default=False,
+        description="Without api_key: read polygon_api_key from the project's config file when a run starts.",
+    )
     base_url: str = "https://api.polygon.io"
     requests_per_minute: float = Field(default=5.0, gt=0, description="Request cap; the free tier allows 5/minute.")
     max_retries: int = Field(default=5, ge=0)
+    fetch_max_seconds: float = Field(
+        default=30.0, gt=0, description="Total time one fetch may spend retrying before it fails."
+    )
 
     _bars_client: object | None = PrivateAttr(default=None)
 
@@ -85,23 +94,38 @@ class PolygonMarketData(MarketDataSource):
 
         if self._bars_client is None:
             self._bars_client = PolygonBarsClient(
-            self.api_key,
-            base_url=self.base_url,
-            requests_per_minute=self.requests_per_minute,
+                self._api_key(),
+                base_url=self.base_url,
+                requests_per_minute=self.requests_per_minute,
                 max_retries=self.max_retries,
+                fetch_max_s=self.fetch_max_seconds,
             )
         return self._bars_client
+
+    def _api_key(self) -> str:
+        if self.api_key or not self.api_key_from_config:
+            return self.api_key or ""
+        from lstm_pipeline.settings import get_settings
+
+        secret = get_settings().polygon_api_key
+        return secret.get_secret_value() if secret else ""
 
     def _fetch(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         return self._client().fetch_bars(symbol, start, end)
 
 
 class FileMarketData(MarketDataSource):
-    """Replays recorded bars from a folder (or file) of CSV or Parquet."""
+    """Replays recorded bars from a folder (or file) of CSV or Parquet (rules: ``lstm_pipeline.market.file_source``)."""
 
-    path: str = Field(description="Folder of <SYMBOL>*.csv / .parquet files, or one file with a symbol column.")
+    path: str = Field(
+        description="Folder of <SYMBOL>.csv / <SYMBOL>_*.csv / .parquet files (or files with a symbol column), or one "
+        "file."
+    )
     column_map: dict[str, str] = Field(default_factory=dict, description="Source column -> bar column.")
-    timezone: str = Field(default="UTC", description="Timezone of naive timestamps in the files.")
+    timezone: str = Field(
+        default=NEW_YORK,
+        description="Zone of timestamps written without a UTC offset (exchange time unless the export says UTC).",
+    )
     delay_minutes: int = 0
 
     @property
