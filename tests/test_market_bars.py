@@ -3,12 +3,11 @@
 import duckdb
 import pandas as pd
 from dagster import materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from lstm_pipeline.assets.market_bars import contiguous_ranges, market_bars
+from lstm_pipeline.assets.market_bars import market_bars
 from lstm_pipeline.market.calendar import parse_window_key, session_windows
-from lstm_pipeline.partitions import market_bars_key
-from tests.conftest import register_windows
+from lstm_pipeline.partitions import contiguous_ranges, market_bars_key
+from tests.helpers import range_tags, register_windows
 
 
 def _rows(db_path) -> pd.DataFrame:
@@ -16,13 +15,13 @@ def _rows(db_path) -> pd.DataFrame:
         return conn.execute("SELECT symbol, window_start, close, source FROM market_bars ORDER BY 1, 2").df()
 
 
-def test_single_partition_materializes_one_row(instance, bars_store, simulated, db_path):
+def test_single_partition_materializes_one_row(instance, store, simulated, db_path):
     keys = register_windows(instance, "2025-07-07", "2025-07-08")
     result = materialize(
         [market_bars],
         instance=instance,
         partition_key=str(market_bars_key("AAPL", keys[3])),
-        resources={"market_data": simulated, "bars_store": bars_store},
+        resources={"market_data": simulated, "store": store},
     )
     assert result.success
     rows = _rows(db_path)
@@ -35,13 +34,10 @@ def test_single_partition_materializes_one_row(instance, bars_store, simulated, 
     assert metadata["missing_windows"].value == 0
 
 
-def test_range_backfill_is_one_run_one_request_per_symbol_and_idempotent(instance, bars_store, simulated, db_path):
+def test_range_backfill_is_one_run_one_request_per_symbol_and_idempotent(instance, store, simulated, db_path):
     keys = register_windows(instance, "2025-07-01", "2025-07-08")  # includes the 07-03 early close, 07-04 holiday
-    tags = {
-        ASSET_PARTITION_RANGE_START_TAG: str(market_bars_key("AAPL", keys[0])),
-        ASSET_PARTITION_RANGE_END_TAG: str(market_bars_key("MSFT", keys[-1])),
-    }
-    resources = {"market_data": simulated, "bars_store": bars_store}
+    tags = range_tags(["AAPL", "MSFT"], keys)
+    resources = {"market_data": simulated, "store": store}
     first = materialize([market_bars], instance=instance, tags=tags, resources=resources)
     assert first.success
     rows = _rows(db_path)
@@ -49,7 +45,7 @@ def test_range_backfill_is_one_run_one_request_per_symbol_and_idempotent(instanc
     assert len(keys) == len(expected_windows) == 26 * 3 + 14  # 07-01, 07-02, 07-07 full; 07-03 early close
     assert len(rows) == 2 * len(keys)
     metadata = first.asset_materializations_for_node("market_bars")[0].metadata
-    assert metadata["source_requests"].value == 2  # one contiguous range per symbol, not one per window
+    assert metadata["fetch_ranges"].value == 2  # one contiguous range per symbol, not one per window
 
     again = materialize([market_bars], instance=instance, tags=tags, resources=resources)
     assert again.success
