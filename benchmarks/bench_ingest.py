@@ -25,22 +25,21 @@ import json, resource, sys, tempfile, time, warnings
 warnings.filterwarnings("ignore")
 import logging; logging.disable(logging.WARNING)
 from dagster import instance_for_test, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG as END, ASSET_PARTITION_RANGE_START_TAG as START
 from lstm_pipeline.assets.market_bars import market_bars
 from lstm_pipeline.market.calendar import session_windows, window_key
-from lstm_pipeline.partitions import market_bars_key
+from lstm_pipeline.partitions import market_bars_key, partition_range_tags
 from lstm_pipeline.resources.market_data import SimulatedMarketData
-from lstm_pipeline.resources.storage import MarketBarsStore
+from lstm_pipeline.resources.storage import PipelineStore
 
 mode, sample = sys.argv[1], int(sys.argv[2])
 symbols = ["AAPL", "MSFT", "GOOGL", "AMZN", "TSLA"]
 keys = [window_key(w) for w in session_windows("2025-06-02", "2025-07-01")][: 20 * 26]
 with tempfile.TemporaryDirectory() as tmp, instance_for_test() as instance:
     instance.add_dynamic_partitions("session_windows", keys)
-    resources = {"market_data": SimulatedMarketData(seed=0), "bars_store": MarketBarsStore.for_path(f"{tmp}/b.duckdb")}
+    resources = {"market_data": SimulatedMarketData(seed=0), "store": PipelineStore.for_path(f"{tmp}/b.duckdb")}
     start = time.perf_counter()
     if mode == "single_run":
-        tags = {START: str(market_bars_key(symbols[0], keys[0])), END: str(market_bars_key(symbols[-1], keys[-1]))}
+        tags = partition_range_tags(symbols[0], symbols[-1], keys[0], keys[-1])
         result = materialize([market_bars], instance=instance, tags=tags, resources=resources)
         assert result.success
         meta = result.asset_materializations_for_node("market_bars")[0].metadata
@@ -69,8 +68,7 @@ def load_time() -> float:
 
 
 def partition_scale() -> dict[str, float]:
-    from dagster import StaticPartitionsDefinition, instance_for_test
-    from dagster._core.definitions.partitions.context import partition_loading_context
+    from dagster import StaticPartitionsDefinition, instance_for_test, partition_loading_context
 
     from lstm_pipeline.market.calendar import session_windows, window_key
     from lstm_pipeline.partitions import build_market_bars_partitions

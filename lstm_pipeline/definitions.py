@@ -1,7 +1,9 @@
 """The one place that wires assets, checks, jobs, schedules, sensors and resources together.
 
 Loading this module must stay cheap (it runs in the code server, every run and every sensor tick): no
-TensorFlow, no great-expectations at import time. Configuration errors surface here as one clear sentence.
+TensorFlow, no great-expectations at import time. Configuration errors surface here as one clear sentence. The
+settings are read once per load (``get_settings``) and handed to the partitions, resources, sensors and schedules
+built here; nothing re-reads them on a tick.
 """
 
 import warnings
@@ -17,12 +19,16 @@ from lstm_pipeline.assets.models import lstm_model, lstm_model_loads  # noqa: E4
 from lstm_pipeline.assets.predictions import predictions  # noqa: E402
 from lstm_pipeline.jobs import lstm_model_training_job, market_bars_update_job  # noqa: E402
 from lstm_pipeline.resources import build_resources  # noqa: E402
-from lstm_pipeline.schedules.market_close import market_close_schedule  # noqa: E402
-from lstm_pipeline.sensors.market_windows import market_windows_sensor  # noqa: E402
-from lstm_pipeline.sensors.model_store import model_store_sensor  # noqa: E402
-from lstm_pipeline.settings import load_settings  # noqa: E402
+from lstm_pipeline.schedules.market_close import build_market_close_schedule  # noqa: E402
+from lstm_pipeline.sensors.market_windows import build_market_windows_sensor  # noqa: E402
+from lstm_pipeline.sensors.model_store import build_model_store_sensor  # noqa: E402
+from lstm_pipeline.settings import get_settings  # noqa: E402
 
-settings = load_settings()
+settings = get_settings()
+
+market_windows_sensor = build_market_windows_sensor(settings)
+model_store_sensor = build_model_store_sensor(settings)
+market_close_schedule = build_market_close_schedule(settings)
 
 defs = Definitions(
     assets=[market_bars, lstm_model, predictions],

@@ -28,26 +28,23 @@ warnings.filterwarnings("ignore")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from dagster import DagsterInstance, materialize  # noqa: E402
-from dagster._core.storage.tags import (  # noqa: E402
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from lstm_pipeline.assets.market_bars import market_bars  # noqa: E402
+from lstm_pipeline.assets.market_bars_checks import market_bars_quality  # noqa: E402
 from lstm_pipeline.assets.models import lstm_model, lstm_model_loads  # noqa: E402
 from lstm_pipeline.market.calendar import NEW_YORK, WINDOW, session_windows, sessions, window_key  # noqa: E402
-from lstm_pipeline.partitions import market_bars_key, session_window_partitions  # noqa: E402
+from lstm_pipeline.partitions import partition_range_tags, register_session_windows  # noqa: E402
 from lstm_pipeline.resources import build_market_data  # noqa: E402
 from lstm_pipeline.resources.market_data import SimulatedMarketData  # noqa: E402
 from lstm_pipeline.resources.model_store import LocalModelStore  # noqa: E402
-from lstm_pipeline.resources.storage import MarketBarsStore  # noqa: E402
-from lstm_pipeline.settings import load_settings  # noqa: E402
+from lstm_pipeline.resources.storage import PipelineStore  # noqa: E402
+from lstm_pipeline.settings import get_settings  # noqa: E402
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA")
 
 
 def main() -> int:
-    settings = load_settings()
+    settings = get_settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--symbols", nargs="+", default=list(DEFAULT_SYMBOLS))
     parser.add_argument("--sessions", type=int, default=252, help="Sessions of history to train on (252 = 1 year).")
@@ -80,7 +77,7 @@ def main() -> int:
     )
     resources = {
         "market_data": market_data,
-        "bars_store": MarketBarsStore.for_path(args.db_path),
+        "store": PipelineStore.for_path(args.db_path),
         "model_store": LocalModelStore(models_dir=args.models_dir),
     }
     run_config = {
@@ -96,20 +93,17 @@ def main() -> int:
         else:
             home = stack.enter_context(tempfile.TemporaryDirectory())
             instance = stack.enter_context(DagsterInstance.local_temp(home))
-        known = set(instance.get_dynamic_partitions(session_window_partitions.name))
-        missing = [key for key in keys if key not in known]
-        if missing:
-            instance.add_dynamic_partitions(session_window_partitions.name, missing)
+        register_session_windows(instance, keys)  # in time order, even before windows already registered
         print(f"{len(keys)} session windows {keys[0]} .. {keys[-1]} from {market_data.source_name}")
         for symbol in args.symbols:
             started = time.perf_counter()
-            tags = {
-                ASSET_PARTITION_RANGE_START_TAG: str(market_bars_key(symbol, keys[0])),
-                ASSET_PARTITION_RANGE_END_TAG: str(market_bars_key(symbol, keys[-1])),
-            }
-            stored = len(resources["bars_store"].read_bars(symbol, windows[0], windows[-1] + WINDOW))
+            tags = partition_range_tags(symbol, symbol, keys[0], keys[-1])
+            stored = len(resources["store"].read_bars(symbol, windows[0], windows[-1] + WINDOW))
             if args.fetch_bars == "always" or (args.fetch_bars == "auto" and stored < len(windows)):
-                bars = materialize([market_bars], instance=instance, resources=resources, tags=tags)
+                # With its blocking checks: market_bars stages its bars and only checked ones are trained on.
+                bars = materialize(
+                    [market_bars, market_bars_quality], instance=instance, resources=resources, tags=tags
+                )
                 if not bars.success:
                     print(f"{symbol}: market_bars failed; see the run's logs in the Dagster instance.")
                     return 1

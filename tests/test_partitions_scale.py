@@ -6,8 +6,7 @@ Timings live in benchmarks/bench_ingest.py; this test proves the partition set a
 import subprocess
 import sys
 
-from dagster import StaticPartitionsDefinition
-from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster import StaticPartitionsDefinition, partition_loading_context
 
 from lstm_pipeline.market.calendar import session_windows, window_key
 from lstm_pipeline.partitions import build_market_bars_partitions, session_window_partitions

@@ -6,28 +6,34 @@ one run that materializes them (bars, their checks, and a forecast as of each) f
 than ``catch_up_sessions`` sessions is only registered (for backfills from the UI), not fetched by itself, except
 the ``warmup_sessions`` just before it when their bars are not stored yet (first start, or after downtime): a
 bars-only run fetches them first, so the forecasts read a full lookback window.
+
+Keys are registered in time order (ranges resolve by registration order): when ``history_start`` moves earlier, the
+tick deletes and re-adds the later keys after the new ones (materialization history, keyed by key text, stays).
+The sensor is built once per code-location load from the settings, with a clock tests can replace.
 """
 
-
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 from dagster import (
     AssetKey,
     DefaultSensorStatus,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     sensor,
 )
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from lstm_pipeline.jobs import market_bars_update_job
 from lstm_pipeline.market.calendar import NEW_YORK, closed_windows, sessions, window_key
-from lstm_pipeline.partitions import market_bars_key, session_window_partitions, symbol_partitions
-from lstm_pipeline.settings import load_settings
+from lstm_pipeline.partitions import partition_range_tags, session_window_partitions, window_registration
+from lstm_pipeline.settings import Settings
+
+Clock = Callable[[], pd.Timestamp]
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class MarketUpdatePlan:
 def plan_market_update(
     now: pd.Timestamp,
     existing_window_keys: set[str],
-    history_start: str,
+    history_start: date | str,
     catch_up_sessions: int,
     delay: timedelta = timedelta(minutes=15),
     warmup_sessions: int = 0,
@@ -71,58 +77,62 @@ def plan_market_update(
 MARKET_BARS = AssetKey("market_bars")
 
 
-def _now() -> pd.Timestamp:
+def new_york_now() -> pd.Timestamp:
+    """The wall clock, in New York: the sensors' default clock."""
     return pd.Timestamp.now(tz=NEW_YORK)
 
 
-@sensor(
-    name="market_windows_sensor",
-    job=market_bars_update_job,
-    minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Registers each NYSE session window once its 15-minute-delayed data is due and fetches it.",
-)
-def market_windows_sensor(context: SensorEvaluationContext) -> "SensorResult | SkipReason":
-    settings = load_settings()
-    existing = set(context.instance.get_dynamic_partitions(session_window_partitions.name))
-    plan = plan_market_update(
-        _now(),
-        existing,
-        settings.market_data.history_start,
-        settings.market_data.catch_up_sessions,
-        timedelta(minutes=settings.market_data.delay_minutes),
-        settings.market_data.warmup_sessions,
+def build_market_windows_sensor(settings: Settings, clock: Clock = new_york_now) -> SensorDefinition:
+    """The market sensor for these settings; ``clock`` says what time a tick runs at (tests pass a fixed one)."""
+    market = settings.market_data
+    symbols = list(settings.symbols)
+    delay = timedelta(minutes=market.delay_minutes)
+
+    @sensor(
+        name="market_windows_sensor",
+        job=market_bars_update_job,
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Registers each NYSE session window once its 15-minute-delayed data is due and fetches it.",
     )
-    if not plan.new_window_keys:
-        return SkipReason("No session window has closed since the last tick.")
-    symbols = symbol_partitions.get_partition_keys()
-
-    def range_tags(first: str, last: str) -> dict[str, str]:
-        return {
-            ASSET_PARTITION_RANGE_START_TAG: str(market_bars_key(symbols[0], first)),
-            ASSET_PARTITION_RANGE_END_TAG: str(market_bars_key(symbols[-1], last)),
-        }
-
-    run_requests = []
-    if plan.warmup_window_keys and plan.fetch_window_keys:
-        # Queued first (runs execute one at a time), so the forecasts of the next run read a full lookback.
-        first, last = plan.warmup_window_keys[0], plan.warmup_window_keys[-1]
-        run_requests.append(
-            RunRequest(
-                run_key=f"market_bars_warmup:{first}:{last}",
-                asset_selection=[MARKET_BARS],
-                tags=range_tags(first, last),
-            )
+    def market_windows_sensor(context: SensorEvaluationContext) -> "SensorResult | SkipReason":
+        registered = list(context.instance.get_dynamic_partitions(session_window_partitions.name))
+        plan = plan_market_update(
+            clock(), set(registered), market.history_start, market.catch_up_sessions, delay, market.warmup_sessions
         )
-    if plan.fetch_window_keys:
-        first, last = plan.fetch_window_keys[0], plan.fetch_window_keys[-1]
-        run_requests.append(RunRequest(run_key=f"market_bars:{first}:{last}", tags=range_tags(first, last)))
-    context.log.info(
-        f"Registering {len(plan.new_window_keys)} session window(s) ({plan.new_window_keys[0]} .. "
-        f"{plan.new_window_keys[-1]}); fetching {len(plan.fetch_window_keys)}, after {len(plan.warmup_window_keys)} "
-        "warm-up window(s) of history."
-    )
-    return SensorResult(
-        run_requests=run_requests,
-        dynamic_partitions_requests=[session_window_partitions.build_add_request(plan.new_window_keys)],
-    )
+        registration = window_registration(registered, plan.new_window_keys)
+        if not registration.to_add:
+            return SkipReason("No session window has closed since the last tick.")
+
+        def range_tags(first: str, last: str) -> dict[str, str]:
+            return partition_range_tags(symbols[0], symbols[-1], first, last)
+
+        run_requests = []
+        if plan.warmup_window_keys and plan.fetch_window_keys:
+            # Queued first (runs execute one at a time), so the forecasts of the next run read a full lookback.
+            first, last = plan.warmup_window_keys[0], plan.warmup_window_keys[-1]
+            run_requests.append(
+                RunRequest(
+                    run_key=f"market_bars_warmup:{first}:{last}",
+                    asset_selection=[MARKET_BARS],
+                    tags=range_tags(first, last),
+                )
+            )
+        if plan.fetch_window_keys:
+            first, last = plan.fetch_window_keys[0], plan.fetch_window_keys[-1]
+            run_requests.append(RunRequest(run_key=f"market_bars:{first}:{last}", tags=range_tags(first, last)))
+        if plan.new_window_keys:
+            warmup = len(plan.warmup_window_keys) if plan.fetch_window_keys else 0
+            context.log.info(
+                f"Registering {len(plan.new_window_keys)} session window(s) ({plan.new_window_keys[0]} .. "
+                f"{plan.new_window_keys[-1]}); fetching {len(plan.fetch_window_keys)}, after {warmup} warm-up "
+                "window(s) of history."
+            )
+        if registration.reorders:
+            context.log.info(
+                f"Moving {len(registration.to_delete)} registered window(s) from {registration.to_delete[0]} on "
+                "behind earlier ones, so partition ranges follow time order (their run history is kept)."
+            )
+        return SensorResult(run_requests=run_requests, dynamic_partitions_requests=registration.requests())
+
+    return market_windows_sensor

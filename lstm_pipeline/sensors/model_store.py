@@ -17,14 +17,15 @@ from dagster import (
     AssetRecordsFilter,
     DefaultSensorStatus,
     MetadataValue,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
 
 from lstm_pipeline.forecasting.store import ModelLoadError
-from lstm_pipeline.partitions import symbol_partitions
 from lstm_pipeline.resources.model_store import ModelStore
+from lstm_pipeline.settings import Settings
 
 LSTM_MODEL = AssetKey("lstm_model")
 DATA_VERSION_TAG = "dagster/data_version"
@@ -64,18 +65,29 @@ def found_model_event(symbol: str, version: str, record: dict, location: str) ->
     )
 
 
-@sensor(
-    name="model_store_sensor",
-    minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Records models that reached models/<SYMBOL>/ without a run (the shipped ones, script retrains) as "
-    "lstm_model materializations, so the asset graph shows what actually serves.",
-)
-def model_store_sensor(context: SensorEvaluationContext, model_store: ModelStore) -> SensorResult:
+def build_model_store_sensor(settings: Settings) -> SensorDefinition:
+    """The model-store sensor for the configured symbols (built once per code-location load)."""
+    symbols = list(settings.symbols)
+
+    @sensor(
+        name="model_store_sensor",
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Records models that reached models/<SYMBOL>/ without a run (the shipped ones, script retrains) "
+        "as lstm_model materializations, so the asset graph shows what actually serves.",
+    )
+    def model_store_sensor(context: SensorEvaluationContext, model_store: ModelStore) -> SensorResult:
+        return record_found_models(context, model_store, symbols)
+
+    return model_store_sensor
+
+
+def record_found_models(context: SensorEvaluationContext, model_store: ModelStore, symbols: list[str]) -> SensorResult:
+    """One tick: a runless materialization for each symbol whose intact model version Dagster has not recorded."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     events: list[AssetMaterialization] = []
     problems: list[str] = []
-    for symbol in symbol_partitions.get_partition_keys():
+    for symbol in symbols:
         try:
             version = model_store.version(symbol)
             if seen.get(symbol) == version:
