@@ -5,10 +5,12 @@ import pytest
 
 from lstm_pipeline.market.calendar import (
     NEW_YORK,
+    SLOTS_PER_SESSION,
     closed_windows,
     is_session_window,
     parse_window_key,
     session_windows,
+    week_ahead_windows,
     window_key,
     windows_for_session,
 )
@@ -63,3 +65,35 @@ def test_window_keys_round_trip_and_reject_garbage():
     assert not is_session_window(pd.Timestamp("2025-11-03 09:00", tz=NEW_YORK))
     with pytest.raises(ValueError, match="YYYY-MM-DD-HH:MM"):
         parse_window_key("2025/11/03 09:30")
+
+
+@pytest.mark.parametrize(
+    ("as_of", "last"),
+    [
+        ("2026-03-05 15:00", "2026-03-12 15:00"),  # clocks go forward on Sunday 2026-03-08
+        ("2026-10-29 15:00", "2026-11-05 15:00"),  # clocks go back on Sunday 2026-11-01
+        ("2026-07-08 11:00", "2026-07-15 11:00"),  # no change
+    ],
+)
+def test_a_week_ahead_ends_at_the_same_new_york_wall_clock_time_across_dst(as_of, last):
+    week = week_ahead_windows(pd.Timestamp(as_of, tz=NEW_YORK))
+    assert len(week) == 5 * SLOTS_PER_SESSION == 130
+    assert week[0] == pd.Timestamp(as_of, tz=NEW_YORK) + pd.Timedelta(minutes=15)
+    assert week[-1] == pd.Timestamp(last, tz=NEW_YORK)
+
+
+def test_a_thanksgiving_week_ahead_skips_the_holiday_and_stops_at_the_early_close():
+    week = week_ahead_windows(pd.Timestamp("2026-11-24 10:00", tz=NEW_YORK))
+    days = pd.Series(week.date).value_counts().sort_index()
+    assert [str(day) for day in days.index] == ["2026-11-24", "2026-11-25", "2026-11-27", "2026-11-30", "2026-12-01"]
+    # the rest of Tuesday, Wednesday, Thanksgiving shut, Friday closes 13:00 (14 windows), Monday, Tuesday to 10:00
+    assert list(days) == [23, 26, 14, 26, 3] and len(week) == 92
+    assert week[-1] == pd.Timestamp("2026-12-01 10:00", tz=NEW_YORK)
+
+
+def test_a_week_ahead_from_an_early_close_starts_on_the_next_session():
+    # as of the last window of the 2026-11-27 early close (12:45): nothing more that day, then a week of sessions
+    week = week_ahead_windows(pd.Timestamp("2026-11-27 12:45", tz=NEW_YORK))
+    assert week[0] == pd.Timestamp("2026-11-30 09:30", tz=NEW_YORK)
+    assert week[-1] == pd.Timestamp("2026-12-04 12:45", tz=NEW_YORK)
+    assert len(week) == 4 * 26 + 14  # Mon-Thu whole, Friday 2026-12-04 09:30 .. 12:45 inclusive

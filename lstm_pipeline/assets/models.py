@@ -32,7 +32,7 @@ from lstm_pipeline.forecasting.features import SLOTS_PER_SESSION
 from lstm_pipeline.forecasting.store import ModelLoadError
 from lstm_pipeline.partitions import SYMBOL_DIMENSION, symbol_partitions
 from lstm_pipeline.resources.model_store import ModelStore
-from lstm_pipeline.resources.storage import MarketBarsStore
+from lstm_pipeline.resources.storage import PipelineStore
 
 
 class LstmTrainingConfig(Config):
@@ -95,14 +95,14 @@ def _metrics_table(horizons: dict[str, dict[str, float]]) -> str:
 def lstm_model(
     context: AssetExecutionContext,
     config: LstmTrainingConfig,
-    bars_store: MarketBarsStore,
+    store: PipelineStore,
     model_store: ModelStore,
 ) -> MaterializeResult:
     from lstm_pipeline.forecasting.features import FeatureError
     from lstm_pipeline.forecasting.training import TrainingDataError, TrainingSettings, train_symbol
 
     symbol = context.partition_key
-    bars = bars_store.read_bars(symbol)
+    bars = store.read_bars(symbol)
     if bars.empty:
         raise Failure(
             description=f"No market_bars are stored for {symbol}; materialize market_bars for {symbol} over about "

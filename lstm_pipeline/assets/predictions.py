@@ -1,20 +1,19 @@
 """``predictions``: a 1-week-ahead forecast per symbol x session window, made once that window's bar is stored.
 
-Partition ``AAPL|2025-07-07-10:00`` holds the forecast made as of the close of that window: the next week's session
-windows (about 130), each with its predicted close, 80% and 95% intervals, and the version of the model that made
-it. A run forecasts every partition it covers in as few compiled calls as possible: all symbols that share an
-as-of window and an architecture go through one call of ``forecast_prices``.
+Partition ``AAPL|2025-07-07-10:00`` holds the forecast made as of the close of that window (whose bar it requires):
+the week ahead's session windows (130 in a normal week), each with its predicted close, 80% and 95% intervals, and
+the version of the model that made it. The asset is thin: it reads the run's bars through the store (never a bar a
+blocking check rejected), calls ``forecasting.batch.forecast_windows`` once for the whole run (every as-of window
+of every symbol in one compiled call per architecture), and writes rows and alerts in one transaction.
 
-A symbol whose model cannot serve (missing, corrupt, mismatched) is skipped, never forecast with anything invented:
-its partitions get no prediction rows, an ``alerts`` row carries the store's one-sentence reason, and the WARN check
-``every_symbol_predicted`` fails with the same reasons. So does a symbol with too few stored bars to read a full
-lookback window.
+A (symbol, window) that cannot be forecast (model unservable, no as-of bar, too little history, unreadable bars, a
+horizon the model cannot reach, a path outside the sane band) is skipped, never invented: no rows, an ``alerts``
+row with the one-sentence reason, and the WARN check ``every_symbol_predicted`` fails listing the reasons. The other
+symbols are forecast.
 """
 
 import time
-from collections import defaultdict
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -28,36 +27,18 @@ from dagster import (
     asset,
 )
 
-from lstm_pipeline.assets.market_bars import market_bars, requested_windows
+from lstm_pipeline.assets.market_bars import market_bars
 from lstm_pipeline.assets.models import lstm_model
-from lstm_pipeline.forecasting.features import SLOTS_PER_SESSION
+from lstm_pipeline.forecasting.batch import alert_rows, forecast_windows, history_start, skip_summary
 from lstm_pipeline.market.calendar import WINDOW
-from lstm_pipeline.partitions import SYMBOL_DIMENSION, market_bars_partitions
+from lstm_pipeline.partitions import SYMBOL_DIMENSION, market_bars_partitions, requested_windows
 from lstm_pipeline.resources.model_store import ModelStore
-from lstm_pipeline.resources.storage import ForecastStore, MarketBarsStore
+from lstm_pipeline.resources.storage import PipelineStore
 
 
-def history_margin(lookback_steps: int) -> pd.Timedelta:
-    """How far before the first as-of window to read bars so a lookback of this many windows is covered: any 7
-    calendar days hold at least 3 sessions, plus a week for a long weekend or holiday."""
-    return pd.Timedelta(days=7 * (lookback_steps // (3 * SLOTS_PER_SESSION) + 1) + 7)
-
-
-def _alert(symbol: str, window: pd.Timestamp, kind: str, message: str, run_id: str) -> dict[str, object]:
-    return {
-        "source": "predictions",
-        "symbol": symbol,
-        "as_of_window": window,
-        "kind": kind,
-        "severity": "error" if kind == "model_unavailable" else "warning",
-        "message": message,
-        "run_id": run_id,
-    }
-
-
-def _reasons_markdown(reasons: dict[str, str]) -> str:
-    lines = ["| symbol | reason |", "|---|---|"]
-    lines += [f"| {symbol} | {reason} |" for symbol, reason in sorted(reasons.items())]
+def _skipped_markdown(summary: dict[tuple[str, str], tuple[int, str]]) -> str:
+    lines = ["| symbol | kind | windows | reason (first window) |", "|---|---|---|---|"]
+    lines += [f"| {symbol} | {kind} | {count} | {reason} |" for (symbol, kind), (count, reason) in summary.items()]
     return "\n".join(lines)
 
 
@@ -75,105 +56,66 @@ def _reasons_markdown(reasons: dict[str, str]) -> str:
         AssetCheckSpec(
             "every_symbol_predicted",
             asset="predictions",
-            description="Every symbol of the run was forecast; a skipped one (its model cannot serve, too few bars) "
-            "is listed with the reason.",
+            description="Every symbol-window of the run was forecast; a skipped one (its model cannot serve, its "
+            "as-of bar is missing, too few bars, a forecast outside the sane band) is listed with the reason.",
         )
     ],
     group_name="forecasts",
     kinds={"tensorflow", "duckdb"},
     description=(
         "1-week-ahead forecast of each symbol made as of each session window: the next week's session windows with "
-        "predicted close, 80%/95% conformal intervals and the model version. Symbols whose model cannot serve are "
-        "skipped with an alert, never invented."
+        "predicted close, 80%/95% conformal intervals and the model version. A symbol-window that cannot be "
+        "forecast is skipped with an alert, never invented."
     ),
 )
-def predictions(
-    context: AssetExecutionContext,
-    bars_store: MarketBarsStore,
-    model_store: ModelStore,
-    forecast_store: ForecastStore,
-) -> MaterializeResult:
-    from lstm_pipeline.forecasting.forecaster import forecast_prices
-
+def predictions(context: AssetExecutionContext, store: PipelineStore, model_store: ModelStore) -> MaterializeResult:
     wanted = requested_windows(list(context.partition_keys))
     models, failed = model_store.load_available(list(wanted))
-    skipped = {symbol: str(error) for symbol, error in failed.items()}
-    for symbol, reason in skipped.items():
-        context.log.error(f"Skipping {symbol}: {reason}")
+    for symbol, error in failed.items():
+        context.log.error(f"Skipping {symbol}: {error}")
 
-    bars = {
-        symbol: bars_store.read_bars(
-            symbol, wanted[symbol][0] - history_margin(model.config.lookback_steps), wanted[symbol][-1] + WINDOW
-        )
-        for symbol, model in models.items()
-    }
-    by_window: dict[pd.Timestamp, list[str]] = defaultdict(list)
-    for symbol in models:
-        for window in wanted[symbol]:
-            by_window[window].append(symbol)
+    bars = {}
+    if models:
+        start = min(history_start(wanted[symbol][0], model.config.lookback_steps) for symbol, model in models.items())
+        end = max(wanted[symbol][-1] for symbol in models) + WINDOW
+        stored = store.read_bars(symbols=sorted(models), start=start, end=end)
+        bars = {symbol: frame.reset_index(drop=True) for symbol, frame in stored.groupby("symbol", sort=False)}
 
     started = time.perf_counter()
-    frames: list[pd.DataFrame] = []
-    too_short: dict[str, str] = {}
-    calls = 0
-    for window, symbols in sorted(by_window.items()):
-        known = {symbol: bars[symbol][bars[symbol]["window_start"] <= window] for symbol in symbols}
-        ready = []
-        for symbol in symbols:
-            lookback = models[symbol].config.lookback_steps
-            if len(known[symbol]) <= lookback:  # the first bar has no return: lookback + 1 bars are needed
-                too_short.setdefault(
-                    symbol,
-                    f"{symbol} has {len(known[symbol])} stored bars up to {window:%Y-%m-%d %H:%M} but its model "
-                    f"reads the last {lookback} returns; backfill market_bars for {symbol} before this window.",
-                )
-                continue
-            ready.append(symbol)
-        if not ready:
-            continue
-        forecasts = forecast_prices([models[symbol] for symbol in ready], {symbol: known[symbol] for symbol in ready})
-        calls += 1
-        for forecast in forecasts.values():
-            frames.append(forecast.to_frame().assign(as_of_window=window))
+    result = forecast_windows(
+        wanted, models, bars, unavailable={symbol: str(error) for symbol, error in failed.items()}
+    )
     seconds = time.perf_counter() - started
 
-    alerts = [
-        _alert(symbol, window, "model_unavailable", reason, context.run_id)
-        for symbol, reason in skipped.items()
-        for window in wanted[symbol]
-    ]
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    predicted_windows = set(zip(rows["symbol"], rows["as_of_window"], strict=True)) if len(rows) else set()
-    for symbol, reason in too_short.items():
-        missing = [window for window in wanted[symbol] if (symbol, window) not in predicted_windows]
-        alerts += [_alert(symbol, window, "insufficient_bars", reason, context.run_id) for window in missing]
-        context.log.warning(f"Skipping {len(missing)} window(s) of {symbol}: {reason}")
-
+    alerts = alert_rows(result.skipped, "predictions", context.run_id)
     partitions = [(symbol, window) for symbol, windows in wanted.items() for window in windows]
-    forecast_store.replace_forecasts(rows, pd.DataFrame(alerts), partitions)
+    store.replace_forecasts(result.rows, alerts, partitions)
 
-    reasons = {**too_short, **skipped}
-    versions = {symbol: model.version for symbol, model in sorted(models.items())}
+    summary = skip_summary(result.skipped)
+    for (symbol, kind), (count, reason) in summary.items():
+        context.log.warning(f"Skipping {count} window(s) of {symbol} ({kind}): {reason}")
+    predicted = len(partitions) - len(result.skipped)
     context.log.info(
-        f"Forecast {len(predicted_windows)} of {len(partitions)} symbol-windows in {calls} compiled call(s), "
+        f"Forecast {predicted} of {len(partitions)} symbol-windows in {result.compiled_calls} compiled call(s), "
         f"{seconds:.2f} s; {len(alerts)} alert(s)."
     )
+    reasons = [f"{symbol} ({count} window(s)): {reason}" for (symbol, _), (count, reason) in summary.items()]
     check = AssetCheckResult(
         check_name="every_symbol_predicted",
-        passed=not reasons,
+        passed=not summary,
         severity=AssetCheckSeverity.WARN,
-        description="Every symbol was forecast." if not reasons else "Skipped: " + " ".join(reasons.values()),
-        metadata={"skipped": MetadataValue.md(_reasons_markdown(reasons)) if reasons else MetadataValue.text("none")},
+        description="Skipped: " + " ".join(reasons) if reasons else "Every symbol-window was forecast.",
+        metadata={"skipped": MetadataValue.md(_skipped_markdown(summary)) if summary else MetadataValue.text("none")},
     )
     return MaterializeResult(
         metadata={
-            "rows": MetadataValue.int(len(rows)),
-            "symbol_windows_predicted": MetadataValue.int(len(predicted_windows)),
-            "symbol_windows_skipped": MetadataValue.int(len(partitions) - len(predicted_windows)),
-            "model_versions": MetadataValue.json(versions),
-            "horizon_steps": MetadataValue.int(int(rows["horizon_step"].max()) if len(rows) else 0),
+            "rows": MetadataValue.int(len(result.rows)),
+            "symbol_windows_predicted": MetadataValue.int(predicted),
+            "symbol_windows_skipped": MetadataValue.int(len(result.skipped)),
+            "model_versions": MetadataValue.json({symbol: model.version for symbol, model in sorted(models.items())}),
+            "horizon_steps": MetadataValue.int(int(result.rows["horizon_step"].max()) if len(result.rows) else 0),
             "forecast_seconds": MetadataValue.float(round(seconds, 3)),
-            "compiled_calls": MetadataValue.int(calls),
+            "compiled_calls": MetadataValue.int(result.compiled_calls),
             "alerts": MetadataValue.int(len(alerts)),
         },
         check_results=[check],

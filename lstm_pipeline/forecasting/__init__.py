@@ -10,6 +10,8 @@ pays for TensorFlow):
 - ``store``: save a model folder atomically, load it with a health check, ``ModelLoadError``.
 - ``training``: chronological split, early stopping, mode selection, conformal calibration, test metrics, plot.
 - ``forecaster``: the compiled batched forecaster, the seed's per-step reference, ``forecast_prices``.
+- ``batch``: ``forecast_windows``, a run's (symbol, as-of window) pairs in one compiled call per architecture, with
+  the pairs it skips (kind and reason) and the sane band a published forecast stays in.
 - ``intervals``: split-conformal prediction intervals per horizon step.
 
 See docs/forecasting.md.

@@ -17,7 +17,15 @@ import functools
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline.market.calendar import NEW_YORK, WINDOW, WINDOW_MINUTES, session_windows, to_new_york
+from lstm_pipeline.market.calendar import (
+    NEW_YORK,
+    SLOTS_PER_SESSION,
+    WINDOW,
+    WINDOW_MINUTES,
+    session_windows,
+    to_new_york,
+    week_ahead_windows,
+)
 
 LOG_RETURN = "log_return"
 LOG_RANGE = "log_range"
@@ -35,8 +43,7 @@ RAW_BAR_FEATURES: frozenset[str] = frozenset({"open", "high", "low", "close", "v
 """Raw bar columns a legacy (seed) model may read; the project's own models never do."""
 KNOWN_FEATURES: frozenset[str] = frozenset(DEFAULT_FEATURES) | RAW_BAR_FEATURES
 
-SLOTS_PER_SESSION = 26
-"""15-minute windows in a full 09:30-16:00 session; the period of the time-of-day encoding."""
+# SLOTS_PER_SESSION (the period of the time-of-day encoding) lives in market/calendar.py; imported above.
 _OPEN_MINUTES = 9 * 60 + 30
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 _ALIGNED = ("open", "high", "low", "close", "volume", "vwap")
@@ -159,20 +166,21 @@ def bar_features(
 
 
 def future_windows(last_window: pd.Timestamp, horizon_steps: int | None = None) -> pd.DatetimeIndex:
-    """The session windows after ``last_window``: the next ``horizon_steps``, or by default all in the next 7 days.
+    """The session windows after ``last_window``: the next ``horizon_steps``, or by default one week ahead.
 
-    One week ahead means every session window starting in ``(last_window, last_window + 7 days]``: 130 windows
-    from a full week's middle, fewer across a holiday or an early close.
+    One week ahead is ``market.calendar.week_ahead_windows``: every session window up to and including the same
+    New York wall-clock time seven days later (130 from a full week's middle, fewer across a holiday or an early
+    close, and still 130 across a daylight-saving change).
     """
     if horizon_steps is not None and horizon_steps < 1:
         raise ValueError(f"horizon_steps must be at least 1, got {horizon_steps}.")
+    if horizon_steps is None:
+        return week_ahead_windows(last_window)
     return _future_windows(to_new_york(last_window), horizon_steps)
 
 
 @functools.lru_cache(maxsize=256)
-def _future_windows(last: pd.Timestamp, horizon_steps: int | None) -> pd.DatetimeIndex:
-    if horizon_steps is None:
-        return session_windows(last + WINDOW, last + pd.Timedelta(days=7) + WINDOW)
+def _future_windows(last: pd.Timestamp, horizon_steps: int) -> pd.DatetimeIndex:
     # A session holds at most 26 windows; 7 calendar days hold at least 3 sessions (a holiday week with a weekend).
     days = 7 * (horizon_steps // (3 * SLOTS_PER_SESSION) + 1) + 7
     windows = session_windows(last + WINDOW, last + pd.Timedelta(days=days))

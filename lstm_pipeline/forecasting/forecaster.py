@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from lstm_pipeline.forecasting.config import ModelConfig
-from lstm_pipeline.forecasting.features import CALENDAR_FEATURES, bar_features, calendar_features, future_windows
+from lstm_pipeline.forecasting.features import CALENDAR_FEATURES, calendar_features
 from lstm_pipeline.forecasting.intervals import price_intervals
 from lstm_pipeline.forecasting.scaler import FeatureScaler
+from lstm_pipeline.market.calendar import to_new_york
 
 if TYPE_CHECKING:
     import keras
@@ -363,26 +364,29 @@ def future_rows(
 
 @dataclass(frozen=True)
 class PriceForecast:
-    """One symbol's forecast: a predicted close per future session window, with intervals and provenance."""
+    """One symbol's forecast as of one window: a predicted close per target window, with intervals and provenance."""
 
     symbol: str
     model_version: str
     forecast_mode: str
-    origin_window: pd.Timestamp
-    """Start of the last observed window: the forecast uses no bar after it."""
+    as_of_window: pd.Timestamp
+    """The window whose close the forecast is made at: its bar is the last one used."""
     last_close: float
-    window_start: pd.DatetimeIndex
+    target_window: pd.DatetimeIndex
     predicted_close: np.ndarray
     intervals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    """Coverage key ("0.8", "0.95") -> (lower, upper) close bounds per window."""
+    """Coverage key ("0.8", "0.95") -> (lower, upper) close bounds per target window."""
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per future window; every row carries the model version and the origin it was made from."""
+        """One row per target window, in the ``predictions`` table's columns (without ``created_at``)."""
+        from lstm_pipeline.forecasting.batch import PREDICTION_COLUMNS
+
         frame = pd.DataFrame(
             {
                 "symbol": self.symbol,
-                "window_start": self.window_start,
-                "horizon_step": np.arange(1, len(self.window_start) + 1),
+                "as_of_window": self.as_of_window,
+                "horizon_step": np.arange(1, len(self.target_window) + 1, dtype=np.int64),
+                "target_window": self.target_window,
                 "predicted_close": self.predicted_close,
             }
         )
@@ -390,20 +394,13 @@ class PriceForecast:
             percent = round(float(key) * 100)
             frame[f"lower_{percent}"] = lower
             frame[f"upper_{percent}"] = upper
-        frame["origin_window"] = self.origin_window
+        for name in PREDICTION_COLUMNS:
+            if name not in frame:
+                frame[name] = np.nan
         frame["last_close"] = self.last_close
         frame["forecast_mode"] = self.forecast_mode
         frame["model_version"] = self.model_version
-        return frame
-
-
-def _latest_rows(bars: pd.DataFrame, rows: int) -> pd.DataFrame:
-    if len(bars) <= rows:
-        return bars
-    stamps = pd.to_datetime(bars["window_start"])
-    if stamps.is_monotonic_increasing:
-        return bars.iloc[-rows:]
-    return bars.iloc[np.argsort(stamps.to_numpy(), kind="stable")[-rows:]]
+        return frame[list(PREDICTION_COLUMNS)]
 
 
 def forecast_prices(
@@ -411,60 +408,39 @@ def forecast_prices(
     bars_by_symbol: Mapping[str, pd.DataFrame],
     horizon_steps: int | None = None,
 ) -> dict[str, PriceForecast]:
-    """Forecast every model's symbol from its latest bars, batching models that share an architecture.
+    """Forecast every model's symbol as of its latest bar, batching models that share an architecture.
 
-    The horizon is the session windows of the next 7 calendar days after each symbol's last bar (about 130), or
-    the next ``horizon_steps`` windows. A direct model cannot forecast past the horizon it was trained for.
+    The horizon is the week ahead of each symbol's last bar (``market.calendar.week_ahead_windows``, 130 windows
+    in a normal week), or the next ``horizon_steps`` windows. This is ``batch.forecast_windows`` for one as-of
+    window per symbol, for callers that want the latest forecast; a symbol that cannot be forecast raises
+    ``ValueError`` with the reason (the batch function skips it instead).
     """
-    prepared: list[tuple[LoadedModel, np.ndarray, np.ndarray | None, pd.DatetimeIndex, float, pd.Timestamp]] = []
+    from lstm_pipeline.forecasting.batch import forecast_windows
+
+    wanted: dict[str, list[pd.Timestamp]] = {}
     for model in models:
-        config, scaler = model.config, model.scaler
-        if model.symbol not in bars_by_symbol:
+        bars = bars_by_symbol.get(model.symbol)
+        if bars is None or bars.empty:
             raise ValueError(f"No bars were passed for {model.symbol}; pass its latest bars to forecast it.")
-        # Only the last lookback windows are read; the margin covers out-of-session rows and a session's gap.
-        recent = _latest_rows(bars_by_symbol[model.symbol], 2 * (config.lookback_steps + 1) + 26)
-        features = bar_features(recent, config.features, symbol=model.symbol)
-        if len(features) < config.lookback_steps:
-            raise ValueError(
-                f"{model.symbol} has {len(features)} usable bars but its model reads the last "
-                f"{config.lookback_steps}; materialize more market_bars for {model.symbol}."
-            )
-        scaled = scaler.transform(features[list(config.features)].to_numpy())[-config.lookback_steps:]
-        origin = features.index[-1]
-        windows = future_windows(origin, horizon_steps)
-        if config.forecast_mode == "direct" and len(windows) > config.horizon_steps:
-            raise ValueError(
-                f"The model for {model.symbol} is direct with a {config.horizon_steps}-step horizon and cannot "
-                f"forecast {len(windows)} steps; ask for at most {config.horizon_steps} or use a recursive model."
-            )
-        exogenous = future_rows(config, scaler, scaled[-1], windows) if config.forecast_mode == "recursive" else None
-        prepared.append((model, scaled, exogenous, windows, float(features["close"].iloc[-1]), origin))
-
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for index, (model, _, _, windows, _, _) in enumerate(prepared):
-        groups.setdefault((model.config.architecture_key, len(windows)), []).append(index)
-
+        stamps = pd.DatetimeIndex(pd.to_datetime(bars["window_start"]))
+        wanted[model.symbol] = [to_new_york(stamps.max())]
+    result = forecast_windows(
+        wanted, {model.symbol: model for model in models}, bars_by_symbol, horizon_steps=horizon_steps
+    )
+    if result.skipped:
+        raise ValueError(" ".join(reason for _, reason in result.skipped.values()))
     forecasts: dict[str, PriceForecast] = {}
-    for members in groups.values():
-        config = prepared[members[0]][0].config
-        history = np.stack([prepared[index][1] for index in members])[:, None]
-        exogenous = None
-        if config.forecast_mode == "recursive":
-            exogenous = np.stack([prepared[index][2] for index in members])[:, None]
-        outputs = compiled_outputs(config, [prepared[index][0].weights for index in members], history, exogenous)
-        for slot, index in enumerate(members):
-            model, _, _, windows, last_close, origin = prepared[index]
-            steps = len(windows)
-            log_path = log_price_paths(model.config, model.scaler, outputs[slot, 0][:steps], np.asarray(last_close))
-            path = np.exp(log_path)
-            forecasts[model.symbol] = PriceForecast(
-                symbol=model.symbol,
-                model_version=model.version,
-                forecast_mode=model.config.forecast_mode,
-                origin_window=origin,
-                last_close=last_close,
-                window_start=windows,
-                predicted_close=path,
-                intervals=price_intervals(path, model.config.intervals),
-            )
+    for model in models:
+        rows = result.rows[result.rows["symbol"] == model.symbol]
+        path = rows["predicted_close"].to_numpy()
+        forecasts[model.symbol] = PriceForecast(
+            symbol=model.symbol,
+            model_version=model.version,
+            forecast_mode=model.config.forecast_mode,
+            as_of_window=wanted[model.symbol][0],
+            last_close=float(rows["last_close"].iloc[0]),
+            target_window=pd.DatetimeIndex(rows["target_window"]),
+            predicted_close=path,
+            intervals=price_intervals(path, model.config.intervals),
+        )
     return forecasts

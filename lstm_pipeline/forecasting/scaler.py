@@ -16,7 +16,6 @@ import json
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -195,7 +194,3 @@ def load_pickled_scaler(data: bytes, features: Sequence[str]) -> FeatureScaler:
         fitted_on={"source": "legacy scaler.pkl"},
     )
 
-
-def read_scaler_json(path: Path) -> FeatureScaler:
-    """``FeatureScaler.from_json`` on a file."""
-    return FeatureScaler.from_json(Path(path).read_text())

@@ -7,8 +7,9 @@ config so nothing in the folder runs as code) and ``scaler.json``. The seed's la
 
 A model's ``version`` is a content hash over its config (without the version itself), weights and scaler bytes:
 every prediction row records it, and a retrained model gets a new one. Loading recomputes it; a native folder whose
-files no longer hash to the version its config records was changed after saving, and is refused (a config edited on
-purpose loads once its "version" entry is deleted; the store then uses the new content hash).
+config records no version, or a version its files no longer hash to, is refused: nothing else ties the weights and
+the scaler to the config that describes them (a config edited on purpose loads once its "version" entry is set to the
+new content hash, which the refusal names). The seed's layout records no version and is checked only when it does.
 """
 
 from __future__ import annotations
@@ -260,13 +261,49 @@ def read_config_record(folder: Path | str, symbol: str) -> dict[str, Any]:
     return document if isinstance(document, dict) else {}
 
 
-def model_version(folder: Path | str, symbol: str) -> str:
-    """The content hash of a model folder, read without TensorFlow or unpickling (the store keys its cache on it)."""
+def content_version(folder: Path | str, symbol: str) -> str:
+    """The content hash of a model folder's config (without its version), weights and scaler, whatever the config
+    records; read without TensorFlow or unpickling."""
     folder = Path(folder)
     layout = folder_layout(folder, symbol)
     _, config_bytes = _read_config(folder, symbol, legacy=layout == "legacy")
     weights = _weights_path(folder, symbol, layout).read_bytes()
     return content_hash(config_bytes, weights, _scaler_path(folder, symbol, layout).read_bytes())
+
+
+def model_version(folder: Path | str, symbol: str) -> str:
+    """The verified version of a model folder (the store keys its cache on it): its content hash, which must equal
+    the ``version`` its config records; ``ModelLoadError`` when the entry is missing or differs."""
+    folder = Path(folder)
+    layout = folder_layout(folder, symbol)
+    config, _ = _read_config(folder, symbol, legacy=layout == "legacy")
+    version = content_version(folder, symbol)
+    _check_version(folder, symbol, config, version, legacy=layout == "legacy")
+    return version
+
+
+def _check_version(folder: Path, symbol: str, config: ModelConfig, version: str, legacy: bool) -> None:
+    """A native folder must record the version its files hash to: nothing else ties the weights and the scaler to
+    the config that describes them. The seed's layout records none and is checked only when it does."""
+    path = folder / CONFIG_FILE
+    acknowledge = f'; if you edited {CONFIG_FILE} on purpose, set its "version" to "{version}"'
+    if config.version is None:
+        if legacy:
+            return
+        raise ModelLoadError(
+            symbol,
+            path,
+            'records no "version", so nothing ties the weights and scaler beside it to this config',
+            _retrain(symbol) + acknowledge,
+        )
+    if config.version != version:
+        raise ModelLoadError(
+            symbol,
+            folder,
+            f"changed after it was saved (its files hash to {version} but {CONFIG_FILE} records version "
+            f"{config.version})",
+            _retrain(symbol) + acknowledge,
+        )
 
 
 def load_model(folder: Path | str, symbol: str | None = None) -> LoadedModel:
@@ -295,14 +332,7 @@ def load_model(folder: Path | str, symbol: str | None = None) -> LoadedModel:
         )
     network = build_network(config)
     _load_weights(network, weights_path, symbol)
-    if not legacy and config.version and config.version != version:
-        raise ModelLoadError(
-            symbol,
-            folder,
-            f"changed after it was saved (its files hash to {version} but {CONFIG_FILE} records version "
-            f"{config.version})",
-            _retrain(symbol) + f'; if you edited {CONFIG_FILE} on purpose, delete its "version" entry',
-        )
+    _check_version(folder, symbol, config, version, legacy)  # after the load, which names a damaged file better
     try:
         weights = network_weights(network)
     except UnsupportedNetworkError as exc:

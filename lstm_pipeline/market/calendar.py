@@ -18,6 +18,10 @@ WINDOW_MINUTES = 15
 WINDOW = pd.Timedelta(minutes=WINDOW_MINUTES)
 WINDOW_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 """Partition-key format of a window: its New York start, the format Dagster uses for sub-daily windows."""
+SLOTS_PER_SESSION = 26
+"""15-minute windows in a full 09:30-16:00 session (an early close has fewer)."""
+WEEK_DAYS = 7
+"""A forecast week: calendar days, counted in New York wall-clock time."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -93,6 +97,26 @@ def closed_windows(
     cutoff = to_new_york(now) - pd.Timedelta(delay) - WINDOW
     windows = session_windows(start, cutoff + pd.Timedelta(minutes=1))
     return windows[windows <= cutoff]
+
+
+def week_ahead_windows(as_of_window: datetime | pd.Timestamp | str) -> pd.DatetimeIndex:
+    """The session windows a week-ahead forecast made as of ``as_of_window``'s close covers.
+
+    Every session window starting after ``as_of_window`` up to and including the same New York wall-clock time
+    seven calendar days later: 130 from the middle of a normal week, fewer across a holiday or an early close.
+    The week is counted on the wall clock, not as 168 hours, so a daylight-saving change inside it moves no window
+    in or out (168 hours after Thursday 15:00 is Thursday 16:00 across the spring change).
+    """
+    return _week_ahead_windows(to_new_york(as_of_window))
+
+
+@functools.lru_cache(maxsize=4096)
+def _week_ahead_windows(as_of: pd.Timestamp) -> pd.DatetimeIndex:
+    # Calendar arithmetic on the naive wall clock, then back to New York (a 15-minute window start never falls in
+    # the skipped or repeated hour of a DST change, which happens at 02:00).
+    wall = as_of.tz_localize(None) + pd.Timedelta(days=WEEK_DAYS)
+    last = wall.tz_localize(NEW_YORK, ambiguous=True, nonexistent="shift_forward")
+    return session_windows(as_of + WINDOW, last + pd.Timedelta(minutes=1))
 
 
 def is_session_window(ts: datetime | pd.Timestamp) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from lstm_pipeline.forecasting.store import ModelLoadError, model_folder, model_version
+from lstm_pipeline.forecasting.store import ModelLoadError, content_version, model_folder, model_version
 
 if TYPE_CHECKING:
     from lstm_pipeline.forecasting.store import LoadedModel
@@ -41,7 +41,8 @@ class ModelStore(ConfigurableResource, ABC):
 
     @abstractmethod
     def version(self, symbol: str) -> str:
-        """The content hash of the stored model, without loading it."""
+        """The content hash of the stored model, without loading it; ``ModelLoadError`` when its config records no
+        version or another one (the folder changed after saving)."""
 
     @abstractmethod
     def recorded_config(self, symbol: str) -> dict:
@@ -84,7 +85,8 @@ class LocalModelStore(ModelStore):
         from lstm_pipeline.forecasting.store import load_model
 
         folder = model_folder(self.models_dir, symbol)
-        key = (str(Path(folder).resolve()), model_version(folder, symbol))
+        # Keyed on the files' hash; load_model refuses a folder whose config does not record that hash.
+        key = (str(Path(folder).resolve()), content_version(folder, symbol))
         with _CACHE_LOCK:
             cached = _CACHE.get(key)
         if cached is not None:

@@ -72,3 +72,10 @@ def test_one_week_ahead_is_the_session_windows_of_the_next_seven_days():
     long = future_windows(last, 672)
     assert len(long) == 672
     assert long.equals(session_windows(week[0], long[-1] + pd.Timedelta(minutes=15)))
+
+
+@pytest.mark.parametrize("as_of", ["2026-03-05 15:00", "2026-10-29 15:00"])  # the weeks of the DST changes
+def test_one_week_ahead_across_a_dst_change_is_130_windows(as_of):
+    week = future_windows(pd.Timestamp(as_of, tz=NEW_YORK))
+    assert len(week) == 130
+    assert week[-1].strftime("%H:%M") == "15:00"  # the same New York wall-clock time a week later

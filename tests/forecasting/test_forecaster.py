@@ -86,16 +86,16 @@ def test_forecast_prices_batches_symbols_and_prices_the_next_session_windows(tmp
     for model in models:
         forecast = forecasts[model.symbol]
         last = bars[model.symbol]["window_start"].iloc[-1]
-        assert forecast.origin_window == last
-        assert forecast.window_start.equals(future_windows(last))  # next 7 days of session windows
-        assert len(forecast.window_start) == 4 * 26  # from 06-18 15:45: 06-19 is Juneteenth, then 06-20 .. 06-25
+        assert forecast.as_of_window == last
+        assert forecast.target_window.equals(future_windows(last))  # next 7 days of session windows
+        assert len(forecast.target_window) == 4 * 26  # from 06-18 15:45: 06-19 is Juneteenth, then 06-20 .. 06-25
         # Same prices as the seed's loop on the same model and the same inputs.
         config, scaler = model.config, model.scaler
         from lstm_pipeline.forecasting.features import bar_features
 
         features = bar_features(bars[model.symbol], config.features)
         scaled = scaler.transform(features[list(config.features)].to_numpy())[-config.lookback_steps :]
-        exogenous = future_rows(config, scaler, scaled[-1], forecast.window_start)
+        exogenous = future_rows(config, scaler, scaled[-1], forecast.target_window)
         reference = reference_outputs(config, model.network, scaled, exogenous[:12])
         expected = np.exp(log_price_paths(config, scaler, reference, np.asarray(forecast.last_close)))
         np.testing.assert_allclose(forecast.predicted_close[:12], expected, rtol=TOLERANCE)
@@ -109,8 +109,8 @@ def test_recursive_forecasts_the_seeds_672_steps_and_direct_refuses_past_its_hor
     recursive = saved_model(tmp_path / "r", "AAPL", tiny_config("AAPL", "recursive"), seed=0, bars=bars)
     forecast = forecast_prices([recursive], {"AAPL": bars}, horizon_steps=672)["AAPL"]
     assert len(forecast.predicted_close) == 672 and finite(forecast.predicted_close)
-    assert forecast.window_start.equals(future_windows(bars["window_start"].iloc[-1], 672))
+    assert forecast.target_window.equals(future_windows(bars["window_start"].iloc[-1], 672))
     direct = saved_model(tmp_path / "d", "AAPL", tiny_config("AAPL", "direct", horizon_steps=26), seed=0, bars=bars)
     assert len(forecast_prices([direct], {"AAPL": bars}, horizon_steps=26)["AAPL"].predicted_close) == 26
-    with pytest.raises(ValueError, match=r"AAPL is direct with a 26-step horizon and cannot forecast 672 steps"):
+    with pytest.raises(ValueError, match=r"AAPL is direct with a 26-step horizon and cannot forecast the 672 steps"):
         forecast_prices([direct], {"AAPL": bars}, horizon_steps=672)

@@ -4,6 +4,7 @@ blocking check loads the model back, and the ``ModelStore`` resource caches by c
 import base64
 from pathlib import Path
 
+import pytest
 from dagster import materialize
 
 from lstm_pipeline.assets.models import lstm_model, lstm_model_loads
@@ -27,22 +28,23 @@ TINY_RUN = {
 }
 
 
-def train_aapl(instance, bars_store, model_store):
+def train_aapl(instance, store, model_store):
     """Stores six weeks of simulated AAPL bars (seed 7) and runs lstm_model with its check on them."""
     bars = sim_bars("AAPL", "2025-03-03", "2025-04-15", seed=7)
-    bars_store.replace_bars(bars, zip(bars["symbol"], bars["window_start"], strict=True))
+    store.replace_bars(bars, zip(bars["symbol"], bars["window_start"], strict=True))
     return materialize(
         [lstm_model, lstm_model_loads],
         instance=instance,
         partition_key="AAPL",
-        resources={"bars_store": bars_store, "model_store": model_store},
+        resources={"store": store, "model_store": model_store},
         run_config=TINY_RUN,
         raise_on_error=False,
     )
 
 
-def test_lstm_model_trains_from_stored_bars_and_its_check_loads_it(instance, bars_store, tmp_path):
-    result = train_aapl(instance, bars_store, LocalModelStore(models_dir=str(tmp_path / "models")))
+@pytest.mark.slow
+def test_lstm_model_trains_from_stored_bars_and_its_check_loads_it(instance, store, tmp_path):
+    result = train_aapl(instance, store, LocalModelStore(models_dir=str(tmp_path / "models")))
     assert result.success
     metadata = result.asset_materializations_for_node("lstm_model")[0].metadata
     folder = tmp_path / "models" / "AAPL"
@@ -72,20 +74,21 @@ class CorruptingModelStore(LocalModelStore):
         return location, version
 
 
-def test_a_damaged_saved_model_fails_the_blocking_check(instance, bars_store, tmp_path):
-    result = train_aapl(instance, bars_store, CorruptingModelStore(models_dir=str(tmp_path / "models")))
+@pytest.mark.slow
+def test_a_damaged_saved_model_fails_the_blocking_check(instance, store, tmp_path):
+    result = train_aapl(instance, store, CorruptingModelStore(models_dir=str(tmp_path / "models")))
     failed = result.get_asset_check_evaluations()
     assert [check.passed for check in failed] == [False]
     description = failed[0].description
     assert description.startswith("Model for AAPL: ") and "model.keras is truncated or corrupt" in description
 
 
-def test_lstm_model_without_bars_fails_with_one_clear_sentence(instance, bars_store, tmp_path):
+def test_lstm_model_without_bars_fails_with_one_clear_sentence(instance, store, tmp_path):
     result = materialize(
         [lstm_model],
         instance=instance,
         partition_key="MSFT",
-        resources={"bars_store": bars_store, "model_store": LocalModelStore(models_dir=str(tmp_path))},
+        resources={"store": store, "model_store": LocalModelStore(models_dir=str(tmp_path))},
         raise_on_error=False,
     )
     assert not result.success

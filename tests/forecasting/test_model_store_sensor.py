@@ -7,13 +7,14 @@ from dagster import build_sensor_context
 
 from lstm_pipeline.forecasting.store import CONFIG_FILE, save_model
 from lstm_pipeline.resources.model_store import LocalModelStore
-from lstm_pipeline.sensors.model_store import model_store_sensor, recorded_version
+from lstm_pipeline.sensors.model_store import build_model_store_sensor, recorded_version
+from lstm_pipeline.settings import load_settings
 from tests.forecasting.conftest import random_network, saved_model, sim_bars, tiny_config
 
 
 def tick(instance, store, cursor=None):
     context = build_sensor_context(instance=instance, cursor=cursor, resources={"model_store": store})
-    result = model_store_sensor(context)
+    result = build_model_store_sensor(load_settings(environ={}))(context)  # the default symbols
     for event in result.asset_events:  # what the sensor daemon does with them
         instance.report_runless_asset_event(event)
     return context, result
@@ -57,5 +58,20 @@ def test_a_folder_changed_after_saving_is_not_recorded(instance, tmp_path):
 
     _, result = tick(instance, LocalModelStore(models_dir=str(tmp_path)))
     assert result.asset_events == []
-    assert "its files changed after saving, so it is not recorded" in result.skip_reason.skip_message
+    assert "changed after it was saved" in result.skip_reason.skip_message
+    assert json.loads(result.cursor) == {}
+
+
+def test_a_folder_whose_config_lost_its_version_is_not_recorded(instance, tmp_path):
+    bars = sim_bars("AAPL", "2025-06-02", "2025-06-20")
+    saved_model(tmp_path, "AAPL", tiny_config("AAPL", "recursive"), seed=0, bars=bars)
+    path = tmp_path / "AAPL" / CONFIG_FILE
+    document = json.loads(path.read_text())
+    del document["version"]
+    path.write_text(json.dumps(document))
+
+    _, result = tick(instance, LocalModelStore(models_dir=str(tmp_path)))
+    assert result.asset_events == []
+    assert 'Model for AAPL: ' in result.skip_reason.skip_message
+    assert 'records no "version"' in result.skip_reason.skip_message
     assert json.loads(result.cursor) == {}

@@ -1,25 +1,25 @@
-"""predictions: one forecast per symbol-window in the run, batched; broken models skipped with alerts, never
-invented; re-runs replace rows and alerts exactly."""
+"""predictions: every symbol-window of a run forecast in one compiled call; a symbol-window that cannot be forecast
+(broken model, rejected or missing as-of bar, too little history) skipped with an alert while the others are
+forecast; re-runs replace rows and alerts exactly."""
 
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from dagster import AssetCheckSeverity, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from lstm_pipeline.assets.market_bars import market_bars
 from lstm_pipeline.assets.predictions import predictions
 from lstm_pipeline.forecasting.forecaster import forecast_prices
 from lstm_pipeline.forecasting.store import WEIGHTS_FILE
-from lstm_pipeline.market.calendar import parse_window_key
+from lstm_pipeline.market.calendar import parse_window_key, week_ahead_windows
 from lstm_pipeline.partitions import market_bars_key
 from lstm_pipeline.resources.model_store import LocalModelStore
-from lstm_pipeline.resources.storage import ForecastStore
-from tests.conftest import register_windows
 from tests.forecasting.conftest import saved_model, sim_bars, tiny_config
+from tests.helpers import range_tags, register_windows
 
 LOOKBACK = 8  # tiny_config's
+SYMBOLS = ["AAPL", "MSFT"]
 
 
 def save_tiny(models_dir: Path, symbol: str):
@@ -27,86 +27,158 @@ def save_tiny(models_dir: Path, symbol: str):
     return saved_model(models_dir, symbol, tiny_config(symbol, "recursive"), seed=1, bars=training_bars)
 
 
-def test_predictions_skip_broken_models_with_alerts_and_rerun_exactly(
-    instance, bars_store, simulated, db_path, tmp_path
+def store_bars(store, start: str, end: str) -> None:
+    bars = pd.concat([sim_bars(symbol, start, end, seed=7) for symbol in SYMBOLS], ignore_index=True)
+    store.replace_bars(bars, zip(bars["symbol"], bars["window_start"], strict=True))
+
+
+@pytest.fixture
+def keys(instance):
+    """Two full sessions (07-07, 07-08) registered; the week after holds no holiday."""
+    return register_windows(instance, "2025-07-07", "2025-07-09")
+
+
+@pytest.fixture
+def models_dir(tmp_path):
+    folder = tmp_path / "models"
+    for symbol in SYMBOLS:
+        save_tiny(folder, symbol)
+    return folder
+
+
+def run(instance, store, models_dir, keys, **options):
+    return materialize(
+        [predictions],
+        instance=instance,
+        tags=range_tags(SYMBOLS, keys),
+        resources={"store": store, "model_store": LocalModelStore(models_dir=str(models_dir))},
+        **options,
+    )
+
+
+def forecasts(store, symbol=None) -> pd.DataFrame:
+    """Stored prediction rows without ``created_at`` (a re-run writes them again, later)."""
+    return store.read_predictions(symbol).drop(columns=["created_at"]).reset_index(drop=True)
+
+
+def metadata_of(result) -> dict:
+    materialization = result.asset_materializations_for_node("predictions")[0]  # one per partition, same metadata
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def test_a_run_forecasts_every_symbol_window_in_one_compiled_call(instance, store, models_dir, keys):
+    store_bars(store, "2025-06-30", "2025-07-09")  # a week of history before the first as-of window
+    result = run(instance, store, models_dir, keys)
+    assert result.success
+    rows = store.read_predictions()
+    assert sorted(set(zip(rows["symbol"], rows["as_of_window"].map(pd.Timestamp), strict=True))) == sorted(
+        (symbol, parse_window_key(key)) for symbol in SYMBOLS for key in keys
+    )
+    per_window = rows.groupby(["symbol", "as_of_window"])["horizon_step"].agg(["count", "max"])
+    assert (per_window == 130).all().all()
+    assert (rows["target_window"] > rows["as_of_window"]).all()
+    assert not rows.duplicated(["symbol", "as_of_window", "horizon_step"]).any()
+    metadata = metadata_of(result)
+    assert metadata["compiled_calls"] == 1  # not one per as-of window
+    assert metadata["symbol_windows_predicted"] == 2 * len(keys) and metadata["symbol_windows_skipped"] == 0
+    assert metadata["rows"] == len(rows) and set(metadata["model_versions"]) == set(SYMBOLS)
+    assert store.read_alerts().empty
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+
+
+def test_the_stored_forecast_is_the_one_made_from_the_as_of_windows_bars(instance, store, models_dir, keys):
+    store_bars(store, "2025-06-30", "2025-07-09")
+    assert run(instance, store, models_dir, keys).success
+    as_of = parse_window_key(keys[10])
+    stored = store.read_predictions("AAPL")
+    stored = stored[stored["as_of_window"] == as_of].sort_values("horizon_step")
+    bars = store.read_bars("AAPL", end=as_of + pd.Timedelta(minutes=15))
+    model = LocalModelStore(models_dir=str(models_dir)).load("AAPL")
+    alone = forecast_prices([model], {"AAPL": bars})["AAPL"]
+    assert pd.DatetimeIndex(stored["target_window"]).tz_convert("UTC").equals(
+        week_ahead_windows(as_of).tz_convert("UTC")
+    )
+    np.testing.assert_allclose(stored["predicted_close"], alone.predicted_close, atol=1e-6)
+    assert (stored["model_version"] == model.version).all()
+    assert (stored["last_close"] == bars["close"].iloc[-1]).all()
+
+
+def test_a_broken_model_skips_only_its_symbol_with_error_alerts_and_a_failing_warn_check(
+    instance, store, models_dir, keys
 ):
-    keys = register_windows(instance, "2025-07-07", "2025-07-10")  # three full sessions, no holiday in the week after
-    models_dir = tmp_path / "models"
-    aapl = save_tiny(models_dir, "AAPL")
-    save_tiny(models_dir, "MSFT")
+    store_bars(store, "2025-06-30", "2025-07-09")
     weights = models_dir / "MSFT" / WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes()[:500])  # a bad copy
-    forecast_store = ForecastStore.for_path(db_path)
-    model_store = LocalModelStore(models_dir=str(models_dir))
-    tags = {
-        ASSET_PARTITION_RANGE_START_TAG: str(market_bars_key("AAPL", keys[0])),
-        ASSET_PARTITION_RANGE_END_TAG: str(market_bars_key("MSFT", keys[-1])),
-    }
-
-    def run():
-        resources = {
-            "market_data": simulated,
-            "bars_store": bars_store,
-            "model_store": model_store,
-            "forecast_store": forecast_store,
-        }
-        return materialize([market_bars, predictions], instance=instance, tags=tags, resources=resources)
-
-    first = run()
-    assert first.success
-    rows = forecast_store.read_predictions()
-    alerts = forecast_store.read_alerts()
-
-    # AAPL: every window from the one with LOOKBACK returns stored on, a week of session windows each.
-    assert set(rows["symbol"]) == {"AAPL"}
-    as_of = sorted(rows["as_of_window"].unique())
-    assert [pd.Timestamp(stamp) for stamp in as_of] == [parse_window_key(key) for key in keys[LOOKBACK:]]
-    assert (rows.groupby("as_of_window")["horizon_step"].agg(["count", "max"]) == 130).all().all()
-    assert (rows["origin_window"] == rows["as_of_window"]).all()
-    assert (rows["model_version"] == aapl.version).all()
-    assert (rows["window_start"] > rows["as_of_window"]).all()
-    assert not rows.duplicated(["symbol", "as_of_window", "horizon_step"]).any()
-
-    # The batched run equals a direct forecast from the same bars.
-    last = parse_window_key(keys[-1])
-    direct = forecast_prices([aapl], {"AAPL": bars_store.read_bars("AAPL", end=last + pd.Timedelta(minutes=15))})
-    stored = rows[rows["as_of_window"] == last].sort_values("horizon_step")
-    np.testing.assert_allclose(stored["predicted_close"], direct["AAPL"].predicted_close, rtol=1e-9)
-
-    # MSFT: skipped with the store's sentence, one alert per window; AAPL's first windows lack a full lookback.
-    msft = alerts[alerts["symbol"] == "MSFT"]
-    assert len(msft) == len(keys) and set(msft["kind"]) == {"model_unavailable"}
-    assert (
-        msft["message"].iloc[0].startswith("Model for MSFT: ")
-        and "model.keras is truncated or corrupt" in (msft["message"].iloc[0])
-    )
-    short = alerts[alerts["symbol"] == "AAPL"]
-    assert len(short) == LOOKBACK and set(short["kind"]) == {"insufficient_bars"}
-    assert set(msft["severity"]) == {"error"} and set(short["severity"]) == {"warning"}
-    (check,) = first.get_asset_check_evaluations()
+    result = run(instance, store, models_dir, keys)
+    assert result.success
+    assert set(store.read_predictions()["symbol"]) == {"AAPL"}
+    alerts = store.read_alerts()
+    assert len(alerts) == len(keys) and set(alerts["symbol"]) == {"MSFT"}
+    assert set(alerts["kind"]) == {"model_unavailable"} and set(alerts["severity"]) == {"error"}
+    message = alerts["message"].iloc[0]
+    assert message.startswith("Model for MSFT: ") and "model.keras is truncated or corrupt" in message
+    (check,) = result.get_asset_check_evaluations()
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
-    assert "Model for MSFT" in check.description and "AAPL has" in check.description
-    metadata = first.asset_materializations_for_node("predictions")[0].metadata
-    assert metadata["symbol_windows_skipped"].value == len(keys) + LOOKBACK
-    assert metadata["compiled_calls"].value == len(keys) - LOOKBACK  # one call per as-of window, not per symbol
+    assert check.description.startswith(f"Skipped: MSFT ({len(keys)} window(s)): Model for MSFT: ")
 
-    # One partition with history and a sound model: rows, no alert, the check passes.
-    single = materialize(
+
+def test_a_rejected_as_of_bar_skips_that_window_only(instance, store, models_dir, keys):
+    store_bars(store, "2025-06-30", "2025-07-09")
+    window = parse_window_key(keys[5])
+    rejection = pd.DataFrame(
+        {"symbol": ["MSFT"], "window_start": [window], "check_name": ["high_low_bounds"], "reason": ["high < low"]}
+    )
+    store.reject_bars(rejection)
+    result = run(instance, store, models_dir, keys)
+    assert result.success
+    predicted = set(zip(store.read_predictions()["symbol"], store.read_predictions()["as_of_window"], strict=True))
+    assert ("MSFT", window) not in predicted and ("AAPL", window) in predicted
+    assert len(predicted) == 2 * len(keys) - 1
+    (alert,) = store.read_alerts().itertuples()
+    assert (alert.symbol, alert.kind, alert.severity) == ("MSFT", "missing_as_of_bar", "warning")
+    assert f"MSFT has no usable stored bar for {window:%Y-%m-%d %H:%M}" in alert.message
+
+
+def test_too_little_history_is_a_warning_per_window_until_the_lookback_is_stored(instance, store, models_dir, keys):
+    store_bars(store, "2025-07-07", "2025-07-09")  # nothing before the first as-of window
+    result = run(instance, store, models_dir, keys)
+    assert result.success
+    alerts = store.read_alerts()
+    # The first bar has no return, so the window at index LOOKBACK is the first with LOOKBACK returns.
+    assert len(alerts) == 2 * LOOKBACK and set(alerts["kind"]) == {"insufficient_bars"}
+    assert set(alerts["severity"]) == {"warning"}
+    assert sorted(store.read_predictions()["as_of_window"].unique())[0] == parse_window_key(keys[LOOKBACK])
+    assert metadata_of(result)["symbol_windows_skipped"] == 2 * LOOKBACK
+
+
+def test_rerunning_replaces_rows_and_alerts_and_a_repaired_model_is_forecast(instance, store, models_dir, keys):
+    store_bars(store, "2025-06-30", "2025-07-09")
+    weights = models_dir / "MSFT" / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:500])
+    assert run(instance, store, models_dir, keys).success
+    rows, alerts = forecasts(store), store.read_alerts()
+    assert run(instance, store, models_dir, keys).success
+    pd.testing.assert_frame_equal(forecasts(store), rows)
+    pd.testing.assert_frame_equal(store.read_alerts().drop(columns=["run_id", "created_at"]),
+                                  alerts.drop(columns=["run_id", "created_at"]))
+
+    repaired = save_tiny(models_dir, "MSFT")
+    assert run(instance, store, models_dir, keys).success
+    assert (forecasts(store, "MSFT")["model_version"] == repaired.version).all()
+    assert store.read_alerts().empty
+    pd.testing.assert_frame_equal(forecasts(store, "AAPL"), rows[rows["symbol"] == "AAPL"].reset_index(drop=True))
+
+
+def test_one_partition_is_forecast_alone(instance, store, models_dir, keys):
+    store_bars(store, "2025-06-30", "2025-07-09")
+    result = materialize(
         [predictions],
         instance=instance,
         partition_key=str(market_bars_key("AAPL", keys[-1])),
-        resources={"bars_store": bars_store, "model_store": model_store, "forecast_store": forecast_store},
+        resources={"store": store, "model_store": LocalModelStore(models_dir=str(models_dir))},
     )
-    assert single.success and [check.passed for check in single.get_asset_check_evaluations()] == [True]
-    pd.testing.assert_frame_equal(forecast_store.read_predictions(), rows)
-
-    # Re-running changes nothing; repairing MSFT's model replaces its alerts with predictions.
-    assert run().success
-    pd.testing.assert_frame_equal(forecast_store.read_predictions(), rows)
-    assert len(forecast_store.read_alerts()) == len(alerts)
-    msft_model = save_tiny(models_dir, "MSFT")
-    assert run().success
-    repaired = forecast_store.read_predictions()
-    assert set(repaired["symbol"]) == {"AAPL", "MSFT"}
-    assert (repaired.loc[repaired["symbol"] == "MSFT", "model_version"] == msft_model.version).all()
-    assert set(forecast_store.read_alerts()["kind"]) == {"insufficient_bars"}
+    assert result.success and [check.passed for check in result.get_asset_check_evaluations()] == [True]
+    rows = store.read_predictions()
+    assert set(rows["symbol"]) == {"AAPL"} and len(rows) == 130
+    assert set(rows["as_of_window"]) == {parse_window_key(keys[-1])}

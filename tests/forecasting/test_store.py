@@ -17,6 +17,7 @@ from lstm_pipeline.forecasting.store import (
     SCALER_FILE,
     WEIGHTS_FILE,
     ModelLoadError,
+    content_version,
     load_model,
     model_version,
     save_model,
@@ -52,6 +53,11 @@ def _rewrite_config(folder, **changes):
     path.write_text(json.dumps(document))
 
 
+def _acknowledge(folder):
+    """What a user does after editing a config on purpose: record the files' new content hash as the version."""
+    _rewrite_config(folder, version=content_version(folder, folder.name))
+
+
 def test_save_load_round_trip_gives_identical_forecasts(tmp_path, bars, saved):
     first = forecast_prices([saved], {"AAPL": bars})["AAPL"]
     again = load_model(saved.folder)
@@ -59,7 +65,7 @@ def test_save_load_round_trip_gives_identical_forecasts(tmp_path, bars, saved):
     assert again.config == saved.config
     second = forecast_prices([again], {"AAPL": bars})["AAPL"]
     assert np.array_equal(first.predicted_close, second.predicted_close)
-    assert first.window_start.equals(second.window_start)
+    assert first.target_window.equals(second.target_window)
     assert set(first.to_frame()["model_version"]) == {saved.version}
 
 
@@ -120,7 +126,8 @@ def test_truncated_weights_name_the_file(saved):
 
 
 def test_wrong_input_shape_names_both_shapes(saved):
-    _rewrite_config(saved.folder, lookback_steps=12, version=None)
+    _rewrite_config(saved.folder, lookback_steps=12)
+    _acknowledge(saved.folder)
     with pytest.raises(ModelLoadError) as error:
         load_model(saved.folder)
     message = str(error.value)
@@ -133,7 +140,7 @@ def test_weights_of_another_architecture_are_refused(tmp_path, bars, saved):
     shutil.copy(saved.folder / WEIGHTS_FILE, tmp_path / "w.keras")
     save_model(tmp_path, wider, random_network(wider, seed=0), saved.scaler)
     shutil.copy(tmp_path / "w.keras", tmp_path / "AAPL" / WEIGHTS_FILE)
-    _rewrite_config(tmp_path / "AAPL", version=None)
+    _acknowledge(tmp_path / "AAPL")
     with pytest.raises(ModelLoadError, match=r"model\.keras does not fit the architecture declared in model_config"):
         load_model(tmp_path / "AAPL")
 
@@ -148,13 +155,31 @@ def test_missing_scaler_and_missing_model_are_clear(tmp_path, saved):
 
 def test_edited_files_and_broken_config_are_refused(saved):
     _rewrite_config(saved.folder, horizon_steps=200)
-    with pytest.raises(ModelLoadError, match=r"changed after it was saved .*delete its \"version\" entry"):
+    edited = content_version(saved.folder, "AAPL")
+    with pytest.raises(ModelLoadError, match=rf'changed after it was saved .*set its "version" to "{edited}"'):
         load_model(saved.folder)
-    _rewrite_config(saved.folder, version=None)
+    _acknowledge(saved.folder)
     assert load_model(saved.folder).config.horizon_steps == 200  # an on-purpose edit, acknowledged
     (saved.folder / CONFIG_FILE).write_text("{not json")
     with pytest.raises(ModelLoadError, match=r"model_config\.json is not valid JSON"):
         load_model(saved.folder)
+
+
+def test_a_config_without_its_version_loads_no_weights(tmp_path, saved):
+    """Deleting the version entry no longer makes any weights load: the model is refused, by the loader, by the
+    version the store caches on, and by the resource that serves it."""
+    from lstm_pipeline.resources.model_store import LocalModelStore
+
+    document = json.loads((saved.folder / CONFIG_FILE).read_text())
+    del document["version"]
+    (saved.folder / CONFIG_FILE).write_text(json.dumps(document))
+    pattern = r'^Model for AAPL: .*model_config\.json records no "version".*; retrain it .*set its "version" to "'
+    with pytest.raises(ModelLoadError, match=pattern):
+        load_model(saved.folder)
+    with pytest.raises(ModelLoadError, match=pattern):
+        model_version(saved.folder, "AAPL")
+    loaded, failed = LocalModelStore(models_dir=str(tmp_path)).load_available(["AAPL"])
+    assert loaded == {} and "records no" in str(failed["AAPL"])
 
 
 def test_non_finite_weights_fail_the_health_check(tmp_path, bars):

@@ -12,6 +12,8 @@ from lstm_pipeline.forecasting.store import load_model, save_model
 from lstm_pipeline.forecasting.training import TrainingDataError, train_symbol
 from tests.forecasting.conftest import TINY_SETTINGS, finite, sim_bars
 
+pytestmark = pytest.mark.slow  # every test here trains (or reads a trained) LSTM
+
 
 def test_scaler_statistics_are_those_of_the_training_span_alone(tiny_trained, aapl_bars):
     trained, _ = tiny_trained

@@ -1,0 +1,411 @@
+"""A run's forecasts in as few compiled calls as possible, and the (symbol, as-of window) pairs it could not forecast.
+
+``forecast_windows`` is the whole forecasting step of the ``predictions`` asset, without Dagster: given the run's
+wanted ``{symbol: [as-of windows]}``, the loaded models and each symbol's bars, it returns the prediction rows
+(the columns of the ``predictions`` table, ``PREDICTION_COLUMNS``) and, for every pair it did not forecast, a kind
+and a one-sentence reason. One symbol's problem never stops another symbol: a pair is skipped when
+
+- ``model_unavailable``: the symbol's model did not load (the store's sentence);
+- ``missing_as_of_bar``: the as-of window has no usable stored bar (a forecast as of W starts from W's close);
+- ``bad_bars``: the symbol's bars cannot be turned into features (``FeatureError``);
+- ``insufficient_bars``: fewer session windows up to W than the model's lookback;
+- ``horizon_too_long``: a direct model trained for fewer steps than the horizon asks, or a calendar too short;
+- ``forecast_out_of_bounds``: the path is non-finite or leaves the sane band (``sane_band``), so it is never
+  published.
+
+Batching: every pair of the run goes through the compiled loop's window axis (``compiled_outputs`` takes history
+[symbols, windows, lookback, features]) together, one call per architecture (networks stacked on the symbol axis,
+each symbol's as-of windows on the window axis, padded to the longest), split only when one call would hold more
+than ``max_chains_per_call`` LSTM chains (memory). A recursive group's horizon is padded to its longest pair's: the
+loop is causal, so a step's output does not depend on how many steps follow it, and the padding is cut off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from lstm_pipeline.forecasting.features import FeatureError, bar_features, future_windows
+from lstm_pipeline.forecasting.intervals import price_intervals
+from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, to_new_york
+
+if TYPE_CHECKING:
+    from lstm_pipeline.forecasting.store import LoadedModel
+
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "symbol",
+    "as_of_window",
+    "horizon_step",
+    "target_window",
+    "predicted_close",
+    "lower_80",
+    "upper_80",
+    "lower_95",
+    "upper_95",
+    "last_close",
+    "forecast_mode",
+    "model_version",
+)
+"""Columns of a prediction row (the ``predictions`` table without ``created_at``)."""
+
+WEEK_STEPS = 5 * SLOTS_PER_SESSION
+"""Session windows in a full trading week (130): the unit the sane band grows in."""
+SANE_BAND_PER_WEEK = 0.5
+"""Largest relative move from the last close a published forecast may show within one week ahead (+-50%)."""
+
+MODEL_UNAVAILABLE = "model_unavailable"
+MISSING_AS_OF_BAR = "missing_as_of_bar"
+BAD_BARS = "bad_bars"
+INSUFFICIENT_BARS = "insufficient_bars"
+HORIZON_TOO_LONG = "horizon_too_long"
+FORECAST_OUT_OF_BOUNDS = "forecast_out_of_bounds"
+SKIP_SEVERITY: dict[str, str] = {
+    MODEL_UNAVAILABLE: "error",
+    FORECAST_OUT_OF_BOUNDS: "error",
+    BAD_BARS: "warning",
+    MISSING_AS_OF_BAR: "warning",
+    INSUFFICIENT_BARS: "warning",
+    HORIZON_TOO_LONG: "warning",
+}
+"""Alert severity of each skip kind: a model that cannot serve or serves nonsense is an error, missing data a
+warning (it heals when the bars arrive)."""
+
+MAX_CHAINS_PER_CALL = 400_000
+"""Upper bound of symbols x windows x lookback per compiled call (~50 MB per LSTM state tensor at 32 units)."""
+
+
+def history_start(first_as_of: pd.Timestamp, lookback_steps: int) -> pd.Timestamp:
+    """How far back to read bars so the first as-of window has a full lookback: any 7 calendar days hold at least
+    3 sessions, plus a week for a long weekend or a holiday."""
+    return pd.Timestamp(first_as_of) - pd.Timedelta(days=7 * (lookback_steps // (3 * SLOTS_PER_SESSION) + 1) + 7)
+
+
+def alert_rows(skipped: Mapping[tuple[str, pd.Timestamp], tuple[str, str]], source: str, run_id: str) -> pd.DataFrame:
+    """One ``alerts`` row per skipped pair (without ``created_at``)."""
+    return pd.DataFrame(
+        [
+            {
+                "source": source,
+                "symbol": symbol,
+                "as_of_window": window,
+                "kind": kind,
+                "severity": SKIP_SEVERITY.get(kind, "warning"),
+                "message": reason,
+                "run_id": run_id,
+            }
+            for (symbol, window), (kind, reason) in skipped.items()
+        ],
+        columns=["source", "symbol", "as_of_window", "kind", "severity", "message", "run_id"],
+    )
+
+
+def skip_summary(skipped: Mapping[tuple[str, pd.Timestamp], tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+    """(symbol, kind) -> (windows skipped, the first one's reason): one line per symbol and kind, not per window."""
+    summary: dict[tuple[str, str], tuple[int, str]] = {}
+    for (symbol, _), (kind, reason) in sorted(skipped.items()):
+        count, first = summary.get((symbol, kind), (0, reason))
+        summary[(symbol, kind)] = (count + 1, first)
+    return summary
+
+
+@dataclass(frozen=True)
+class WindowForecasts:
+    """What ``forecast_windows`` produced: rows, skipped pairs with (kind, reason), and how many compiled calls."""
+
+    rows: pd.DataFrame
+    skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = field(default_factory=dict)
+    compiled_calls: int = 0
+
+    @property
+    def predicted(self) -> set[tuple[str, pd.Timestamp]]:
+        """The (symbol, as-of window) pairs that have rows."""
+        if self.rows.empty:
+            return set()
+        pairs = self.rows[["symbol", "as_of_window"]].drop_duplicates()
+        return set(zip(pairs["symbol"], pairs["as_of_window"], strict=True))
+
+
+def sane_band(steps: np.ndarray | int) -> np.ndarray:
+    """Largest allowed ``|predicted close / last close - 1|`` at each horizon step (1-based).
+
+    +-50% anywhere within the first week (130 steps); beyond it the band widens as ``sqrt(weeks)``, the
+    random-walk rate, so a recursive 672-step forecast is held to +-114% at its fifth week, not to one week's band.
+    """
+    weeks = np.maximum(1.0, np.asarray(steps, dtype=np.float64) / WEEK_STEPS)
+    return SANE_BAND_PER_WEEK * np.sqrt(weeks)
+
+
+@dataclass
+class _Pair:
+    """One (symbol, as-of window) ready for the compiled loop."""
+
+    symbol: str
+    as_of: pd.Timestamp
+    history: np.ndarray  # [lookback, F] scaled
+    exogenous: np.ndarray | None  # [H, F] scaled known part of future rows (recursive)
+    targets: pd.DatetimeIndex
+    last_close: float
+
+
+def forecast_windows(
+    wanted: Mapping[str, Sequence[pd.Timestamp]],
+    models: Mapping[str, LoadedModel],
+    bars: Mapping[str, pd.DataFrame],
+    horizon_steps: int | None = None,
+    unavailable: Mapping[str, str] | None = None,
+    max_chains_per_call: int = MAX_CHAINS_PER_CALL,
+) -> WindowForecasts:
+    """Forecast every wanted (symbol, as-of window) pair that can be, in one compiled call per architecture.
+
+    ``wanted`` maps each symbol to its as-of windows; ``models`` holds the symbols whose model loaded and
+    ``unavailable`` the store's sentence for those whose did not; ``bars`` holds each symbol's usable stored bars
+    (at least the model's lookback before its first as-of window). The horizon of a pair is the week ahead of its
+    as-of window (``market.calendar.week_ahead_windows``), or ``horizon_steps`` windows.
+    """
+    skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
+    groups: dict[tuple[Any, ...], dict[str, list[_Pair]]] = {}
+    for symbol in sorted(wanted):
+        windows = sorted({to_new_york(window) for window in wanted[symbol]})
+        model = models.get(symbol)
+        if model is None:
+            reason = (unavailable or {}).get(symbol) or (
+                f"No model was loaded for {symbol}; train it (materialize lstm_model for partition {symbol})."
+            )
+            skipped.update({(symbol, window): (MODEL_UNAVAILABLE, reason) for window in windows})
+            continue
+        pairs, problems = _prepare(symbol, windows, model, bars.get(symbol), horizon_steps)
+        skipped.update(problems)
+        if pairs:
+            groups.setdefault(model.config.architecture_key, {})[symbol] = pairs
+
+    frames: list[pd.DataFrame] = []
+    calls = 0
+    for members in groups.values():
+        for chunk in _chunks(members, max_chains_per_call):
+            outputs = _run(chunk, models)
+            calls += 1
+            for symbol, (pairs, symbol_outputs) in zip(chunk, outputs, strict=True):
+                frame, refused = _priced(models[symbol], pairs, symbol_outputs)
+                frames.append(frame)
+                skipped.update(refused)
+
+    rows = pd.concat(frames, ignore_index=True) if frames else _empty_rows()
+    rows = rows.sort_values(["symbol", "as_of_window", "horizon_step"], ignore_index=True)
+    return WindowForecasts(rows=rows, skipped=dict(sorted(skipped.items())), compiled_calls=calls)
+
+
+def _prepare(
+    symbol: str,
+    windows: list[pd.Timestamp],
+    model: LoadedModel,
+    symbol_bars: pd.DataFrame | None,
+    horizon_steps: int | None,
+) -> tuple[list[_Pair], dict[tuple[str, pd.Timestamp], tuple[str, str]]]:
+    """The symbol's pairs ready to run, and the reason for each pair that is not."""
+    from lstm_pipeline.forecasting.forecaster import future_rows
+
+    config, scaler = model.config, model.scaler
+    skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
+    stored = _bar_windows(symbol_bars)
+    present = [window for window in windows if window in stored]
+    for window in windows:
+        if window not in stored:
+            skipped[(symbol, window)] = (
+                MISSING_AS_OF_BAR,
+                f"{symbol} has no usable stored bar for {window:%Y-%m-%d %H:%M}, the window this forecast is made "
+                f"as of; materialize market_bars for {symbol} over that window (or repair its bar) and re-run.",
+            )
+    if not present:
+        return [], skipped
+    try:
+        features = bar_features(symbol_bars, config.features, symbol=symbol)
+    except (FeatureError, ValueError) as exc:
+        skipped.update({(symbol, window): (BAD_BARS, _sentence(exc)) for window in present})
+        return [], skipped
+    scaled = scaler.transform(features[list(config.features)].to_numpy())
+    closes = features["close"].to_numpy(dtype=np.float64)
+    positions = features.index.get_indexer(pd.DatetimeIndex(present))
+    lookback = config.lookback_steps
+    pairs: list[_Pair] = []
+    for window, position in zip(present, positions, strict=True):
+        available = position + 1 if position >= 0 else 0
+        if available < lookback:
+            skipped[(symbol, window)] = (
+                INSUFFICIENT_BARS,
+                f"{symbol} has {available} session windows of returns up to {window:%Y-%m-%d %H:%M} but its model "
+                f"reads the last {lookback}; backfill market_bars for {symbol} before this window.",
+            )
+            continue
+        try:
+            targets = future_windows(window, horizon_steps)
+        except ValueError as exc:
+            skipped[(symbol, window)] = (HORIZON_TOO_LONG, _sentence(exc))
+            continue
+        if config.forecast_mode == "direct" and len(targets) > config.horizon_steps:
+            skipped[(symbol, window)] = (
+                HORIZON_TOO_LONG,
+                f"The model for {symbol} is direct with a {config.horizon_steps}-step horizon and cannot forecast "
+                f"the {len(targets)} steps after {window:%Y-%m-%d %H:%M}; ask for at most {config.horizon_steps} "
+                "or use a recursive model.",
+            )
+            continue
+        history = scaled[position - lookback + 1 : position + 1]
+        exogenous = (
+            future_rows(config, scaler, history[-1], targets) if config.forecast_mode == "recursive" else None
+        )
+        pairs.append(_Pair(symbol, window, history, exogenous, targets, float(closes[position])))
+    return pairs, skipped
+
+
+def _bar_windows(symbol_bars: pd.DataFrame | None) -> set[pd.Timestamp]:
+    if symbol_bars is None or symbol_bars.empty:
+        return set()
+    stamps = pd.DatetimeIndex(pd.to_datetime(symbol_bars["window_start"]))
+    stamps = stamps.tz_localize(NEW_YORK) if stamps.tz is None else stamps.tz_convert(NEW_YORK)
+    return set(stamps)
+
+
+def _chunks(
+    members: dict[str, list[_Pair]], max_chains: int
+) -> list[dict[str, list[_Pair]]]:
+    """Split one architecture's pairs so that no call holds more than ``max_chains`` LSTM chains."""
+    lookback = len(next(iter(members.values()))[0].history)
+    per_symbol = max(1, max_chains // (len(members) * lookback))
+    longest = max(len(pairs) for pairs in members.values())
+    return [
+        {symbol: pairs[start : start + per_symbol] for symbol, pairs in members.items() if pairs[start:]}
+        for start in range(0, longest, per_symbol)
+    ]
+
+
+def _run(chunk: dict[str, list[_Pair]], models: Mapping[str, LoadedModel]) -> list[tuple[list[_Pair], np.ndarray]]:
+    """One compiled call for the chunk: [symbols, windows (padded), ...] in, each symbol's unpadded outputs out."""
+    from lstm_pipeline.forecasting.forecaster import compiled_outputs
+
+    symbols = list(chunk)
+    config = models[symbols[0]].config
+    width = max(len(pairs) for pairs in chunk.values())
+    lookback, n_features = chunk[symbols[0]][0].history.shape
+    history = np.zeros((len(symbols), width, lookback, n_features), dtype=np.float32)
+    exogenous = None
+    if config.forecast_mode == "recursive":
+        steps = max(len(pair.targets) for pairs in chunk.values() for pair in pairs)
+        exogenous = np.zeros((len(symbols), width, steps, n_features), dtype=np.float32)
+    for row, symbol in enumerate(symbols):
+        for column, pair in enumerate(chunk[symbol]):
+            history[row, column] = pair.history
+            if exogenous is not None:
+                exogenous[row, column, : len(pair.targets)] = pair.exogenous
+    outputs = compiled_outputs(config, [models[symbol].weights for symbol in symbols], history, exogenous)
+    return [(chunk[symbol], outputs[row, : len(chunk[symbol])]) for row, symbol in enumerate(symbols)]
+
+
+def _priced(
+    model: LoadedModel, pairs: list[_Pair], outputs: np.ndarray
+) -> tuple[pd.DataFrame, dict[tuple[str, pd.Timestamp], tuple[str, str]]]:
+    """Prices, intervals and rows of one symbol's pairs; paths outside the sane band are refused, not published."""
+    from lstm_pipeline.forecasting.forecaster import log_price_paths
+
+    frames: list[pd.DataFrame] = []
+    refused: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
+    by_length: dict[int, list[int]] = {}
+    for index, pair in enumerate(pairs):
+        by_length.setdefault(len(pair.targets), []).append(index)
+    for steps, indices in by_length.items():
+        last_close = np.array([pairs[index].last_close for index in indices])
+        path = np.exp(log_price_paths(model.config, model.scaler, outputs[indices][:, :steps], last_close))
+        bounds = price_intervals(path, model.config.intervals)
+        values = {"predicted_close": path}
+        for key, (lower, upper) in bounds.items():
+            percent = round(float(key) * 100)
+            values[f"lower_{percent}"] = lower
+            values[f"upper_{percent}"] = upper
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite = np.all([np.isfinite(array).all(axis=1) for array in values.values()], axis=0)
+            moves = np.abs(path / last_close[:, None] - 1.0)
+            outside = moves > sane_band(np.arange(1, steps + 1))
+        keep = finite & ~outside.any(axis=1)
+        for slot in np.flatnonzero(~keep):
+            pair = pairs[indices[slot]]
+            refused[(pair.symbol, pair.as_of)] = (
+                FORECAST_OUT_OF_BOUNDS,
+                _out_of_bounds(model, pair, path[slot], finite[slot], outside[slot]),
+            )
+        if keep.any():
+            chosen = [pairs[index] for index, kept in zip(indices, keep, strict=True) if kept]
+            frames.append(_rows(model, chosen, {name: array[keep] for name, array in values.items()}))
+    rows = pd.concat(frames, ignore_index=True) if frames else _empty_rows()
+    return rows, refused
+
+
+def _out_of_bounds(
+    model: LoadedModel, pair: _Pair, path: np.ndarray, finite: bool, outside: np.ndarray
+) -> str:
+    when = f"as of {pair.as_of:%Y-%m-%d %H:%M}"
+    fix = f"check the model (retrain it: materialize lstm_model for partition {pair.symbol}) and the recent bars"
+    if not finite:
+        return f"The forecast for {pair.symbol} {when} is not finite (NaN or inf), so it was not published; {fix}."
+    step = int(np.flatnonzero(outside)[0])
+    band = float(sane_band(step + 1))
+    return (
+        f"The forecast for {pair.symbol} {when} reaches {path[step]:.4g} at step {step + 1} "
+        f"({pair.targets[step]:%Y-%m-%d %H:%M}), {path[step] / pair.last_close:.2f}x the last close "
+        f"{pair.last_close:.4g}, outside the sane band of +-{band:.0%}, so it was not published (model "
+        f"{model.version}); {fix}."
+    )
+
+
+def _rows(model: LoadedModel, pairs: list[_Pair], values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Rows of pairs with equal horizon lengths: ``values`` arrays are [pairs, steps]."""
+    count, steps = values["predicted_close"].shape
+    targets = np.concatenate([pair.targets.tz_convert("UTC").asi8 for pair in pairs])
+    as_of = np.repeat(np.array([pair.as_of.value for pair in pairs], dtype=np.int64), steps)
+    frame = pd.DataFrame(
+        {
+            "symbol": pairs[0].symbol,
+            "as_of_window": pd.DatetimeIndex(as_of, tz="UTC").tz_convert(NEW_YORK),
+            "horizon_step": np.tile(np.arange(1, steps + 1, dtype=np.int64), count),
+            "target_window": pd.DatetimeIndex(targets, tz="UTC").tz_convert(NEW_YORK),
+        }
+    )
+    for name in PREDICTION_COLUMNS[4:9]:
+        frame[name] = values[name].reshape(-1) if name in values else np.nan
+    frame["last_close"] = np.repeat([pair.last_close for pair in pairs], steps)
+    frame["forecast_mode"] = model.config.forecast_mode
+    frame["model_version"] = model.version
+    return frame[list(PREDICTION_COLUMNS)]
+
+
+def _empty_rows() -> pd.DataFrame:
+    frame = pd.DataFrame({name: pd.Series(dtype="float64") for name in PREDICTION_COLUMNS})
+    frame["symbol"] = frame["symbol"].astype(object)
+    frame["forecast_mode"] = frame["forecast_mode"].astype(object)
+    frame["model_version"] = frame["model_version"].astype(object)
+    frame["horizon_step"] = frame["horizon_step"].astype("int64")
+    for name in ("as_of_window", "target_window"):
+        frame[name] = pd.Series(dtype=f"datetime64[ns, {NEW_YORK}]")
+    return frame
+
+
+def _sentence(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if text.endswith(".") else text + "."
+
+
+__all__ = [
+    "FORECAST_OUT_OF_BOUNDS",
+    "MAX_CHAINS_PER_CALL",
+    "PREDICTION_COLUMNS",
+    "SANE_BAND_PER_WEEK",
+    "SKIP_SEVERITY",
+    "WindowForecasts",
+    "alert_rows",
+    "forecast_windows",
+    "history_start",
+    "skip_summary",
+    "sane_band",
+]
