@@ -25,6 +25,7 @@ from lstm_pipeline.storage import (
     PipelineDatabase,
     StorageError,
     connect,
+    database_at,
     ensure_schema,
     stored_version,
 )
@@ -411,3 +412,24 @@ def test_an_unwritable_db_path_is_refused_when_the_resources_are_built(tmp_path)
         build_resources(load_settings(environ={"LSTM_PIPELINE_DB_PATH": str(folder)}))
     resources = build_resources(load_settings(environ={"LSTM_PIPELINE_DB_PATH": str(tmp_path / "new" / "p.duckdb")}))
     assert isinstance(resources["store"], PipelineStore) and not (tmp_path / "new").exists()
+
+
+def test_workflow_tables_replace_by_partition_in_one_transaction_and_read_back(tmp_path):
+    database = database_at(tmp_path / "pipeline.duckdb")
+    target = pd.Timestamp("2025-07-07 10:00", tz=NY)
+    keys = pd.DataFrame({"symbol": ["AAPL"], "target_window": [target]})
+    rows = keys.assign(
+        as_of_window=[target - pd.Timedelta(minutes=30)], horizon_step=2, model_version="v1", predicted_close=101.0,
+        last_close=100.0, status="valid", inside_80=True,
+    )
+    database.replace_tables({"validations": (keys, rows)})
+    database.replace_tables({"validations": (keys, rows.assign(status="needs_reprediction"))})  # a re-run
+    stored = database.read_rows("validations", ["symbol = ?", "target_window >= ?"], ["AAPL", target])
+    assert stored["status"].tolist() == ["needs_reprediction"] and bool(stored["inside_80"].iloc[0])
+    assert stored["target_window"].iloc[0] == target
+    with pytest.raises(ValueError, match="Unknown table"):
+        database.read_rows("validation")
+    bad = {"validations": (keys, rows.assign(status=None)), "trade_outcomes": (pd.DataFrame(), pd.DataFrame())}
+    with pytest.raises(duckdb.ConstraintException):  # status is NOT NULL: nothing of the two-table write lands
+        database.replace_tables(bad)
+    assert database.read_rows("validations")["status"].tolist() == ["needs_reprediction"]

@@ -7,7 +7,7 @@ held by another process is waited for at most ``lock_timeout_seconds``, with the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -74,6 +74,14 @@ class PipelineStore(ConfigurableResource):
     def reject_bars(self, rejections: pd.DataFrame) -> int:
         """Flag stored bars (symbol, window_start, check_name, reason) as unusable; returns rows flagged."""
         return self.database.reject_bars(rejections)
+
+    def replace_tables(self, rows_by_table: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]]) -> None:
+        """Replace partitions of several tables in one transaction: ``{table: (partition keys, rows)}``."""
+        self.database.replace_tables(rows_by_table)
+
+    def read_rows(self, table: str, where: Sequence[str] = (), params: Sequence[object] = ()) -> pd.DataFrame:
+        """Rows of a registered table matching every SQL clause of ``where`` (``?`` placeholders), read-only."""
+        return self.database.read_rows(table, where, params)
 
     def replace_forecasts(
         self, predictions: pd.DataFrame, alerts: pd.DataFrame, partitions: Iterable[tuple[str, pd.Timestamp]]

@@ -24,7 +24,7 @@ from lstm_pipeline.market.calendar import NEW_YORK
 from lstm_pipeline.storage.connections import DEFAULT_LOCK_TIMEOUT_SECONDS, connect, is_memory
 from lstm_pipeline.storage.migrations import check_not_newer, migrate, stored_version
 from lstm_pipeline.storage.rows import Replacement, empty_frame, read_table, replace_partitions
-from lstm_pipeline.storage.tables import ALERTS, MARKET_BARS, PREDICTIONS, Table
+from lstm_pipeline.storage.tables import ALERTS, MARKET_BARS, PREDICTIONS, TABLES, Table
 
 AWAITING_CHECKS = "awaiting_checks"
 """``rejected_check`` of a bar written by ``market_bars`` whose blocking checks have not passed yet: staged, not
@@ -94,6 +94,22 @@ class PipelineDatabase:
         """Rows of ``table`` matching ``where``; an empty typed frame when the file or table does not exist."""
         with self.reading() as conn:
             return empty_frame(table) if conn is None else read_table(conn, table, where, params)
+
+    def replace_tables(self, rows_by_table: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]]) -> None:
+        """Replace partitions of several registered tables in one transaction: ``{table name: (keys, rows)}``,
+        ``keys`` holding the values of the table's partition columns to replace, ``rows`` the new rows."""
+        unknown = [name for name in rows_by_table if name not in TABLES]
+        if unknown:
+            raise ValueError(f"Unknown table(s) {unknown}; the registered tables are {sorted(TABLES)}.")
+        self.replace(
+            *(Replacement(TABLES[name], keys, rows) for name, (keys, rows) in rows_by_table.items())
+        )
+
+    def read_rows(self, table: str, where: Sequence[str] = (), params: Sequence[object] = ()) -> pd.DataFrame:
+        """Rows of the registered ``table`` matching every SQL clause of ``where`` (``?`` placeholders)."""
+        if table not in TABLES:
+            raise ValueError(f"Unknown table {table!r}; the registered tables are {sorted(TABLES)}.")
+        return self.read(TABLES[table], where, [_utc(p) if isinstance(p, pd.Timestamp) else p for p in params])
 
     # --------------------------------------------------------------------------------------------- market bars
 
@@ -238,11 +254,12 @@ class PipelineDatabase:
         """Replace, per (symbol, as_of_window) partition, its prediction rows and its prediction alerts, in one
         transaction: a re-run replaces both exactly (no duplicate rows; an alert that no longer holds disappears)."""
         for frame, table in ((predictions, PREDICTIONS), (alerts, ALERTS)):
-            missing = [name for name in table.written_columns if name not in frame.columns]
+            required = [column.name for column in table.columns if not column.nullable and column.default is None]
+            missing = [name for name in required if name not in frame.columns]
             if len(frame) and missing:
                 raise ValueError(
                     f"The rows for table {table.name} are missing the column(s) {missing}; it needs "
-                    f"{table.written_columns}."
+                    f"{required}."
                 )
         keys = pd.DataFrame(list(partitions), columns=["symbol", "as_of_window"])
         self.replace(

@@ -26,6 +26,8 @@ from lstm_pipeline.storage.tables import SCHEMA_VERSION, SCHEMA_VERSION_TABLE, T
 _NOTES = {
     1: "first layout",
     2: "predictions.window_start renamed target_window, origin_window dropped; market_bars quarantine columns",
+    3: "prediction workflow: predictions confidence/factors/reason, validations, accuracy_metrics, "
+    "trade_recommendations, trade_outcomes, alerts level/alert_key/resolved_at",
 }
 
 

@@ -12,16 +12,35 @@ from dataclasses import dataclass
 
 from lstm_pipeline.market.calendar import NEW_YORK
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The layout this code writes and reads. 1: the first layout (predictions had ``window_start`` and
 ``origin_window``; market_bars had no quarantine columns). 2: ``predictions.target_window``, ``origin_window``
-dropped, ``market_bars.rejected_check`` / ``rejected_reason``."""
+dropped, ``market_bars.rejected_check`` / ``rejected_reason``. 3: the prediction workflow (issue #13):
+``predictions`` gains its confidence, factors and reason; ``validations``, ``accuracy_metrics``,
+``trade_recommendations``, ``trade_outcomes`` are added and ``alerts`` gains a level, a dedup key and a resolution."""
 
 _PANDAS_DTYPES = {
     "VARCHAR": "object",
     "DOUBLE": "float64",
+    "BOOLEAN": "boolean",
     "TIMESTAMPTZ": f"datetime64[ns, {NEW_YORK}]",
 }
+
+
+CONFIDENCE_FACTORS: tuple[str, ...] = (
+    "model_performance",
+    "data_quality",
+    "market_volatility",
+    "trend_consistency",
+    "volume_analysis",
+    "technical_indicators",
+    "time_of_day",
+    "market_regime",
+    "prediction_stability",
+    "historical_accuracy",
+)
+"""The spec's ten confidence factors (the keys of ``confidence_factor_weights``); ``predictions`` stores each one's
+value in ``factor_<name>``."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,11 @@ PREDICTIONS = Table(
         Column("forecast_mode", "VARCHAR", nullable=False),
         Column("model_version", "VARCHAR", nullable=False),
         Column("created_at", "TIMESTAMPTZ", nullable=False, default="current_timestamp"),
+        # Added in layout 3 (after created_at, where the migration appends them, so old and new files match).
+        Column("confidence", "DOUBLE"),
+        Column("confidence_level", "VARCHAR"),
+        *(Column(f"factor_{name}", "DOUBLE") for name in CONFIDENCE_FACTORS),
+        Column("reason", "VARCHAR"),
     ),
     key=("symbol", "as_of_window", "horizon_step"),
     partition=("symbol", "as_of_window"),
@@ -138,10 +162,129 @@ ALERTS = Table(
         Column("message", "VARCHAR", nullable=False),
         Column("run_id", "VARCHAR"),
         Column("created_at", "TIMESTAMPTZ", nullable=False, default="current_timestamp"),
+        # Added in layout 3.
+        Column("level", "VARCHAR"),
+        # INFO, WARNING, ERROR or CRITICAL (the spec's alert levels).
+        Column("alert_key", "VARCHAR"),
+        # What makes a repeated condition the same alert (e.g. ``prediction_error_high:AAPL``).
+        Column("resolved_at", "TIMESTAMPTZ"),
+        # When the condition stopped holding; null while the alert is open.
     ),
     key=("source", "symbol", "as_of_window", "kind"),
     partition=("source", "symbol", "as_of_window"),
     description="Something a step could not do for a symbol-window (skipped forecast, unusable model), with why.",
+)
+
+VALIDATIONS = Table(
+    name="validations",
+    columns=(
+        Column("symbol", "VARCHAR", nullable=False),
+        Column("target_window", "TIMESTAMPTZ", nullable=False),
+        Column("as_of_window", "TIMESTAMPTZ", nullable=False),
+        Column("horizon_step", "INTEGER", nullable=False),
+        Column("model_version", "VARCHAR", nullable=False),
+        Column("predicted_close", "DOUBLE", nullable=False),
+        Column("actual_close", "DOUBLE"),
+        Column("last_close", "DOUBLE", nullable=False),
+        Column("error_pct", "DOUBLE"),
+        # Signed: 100 * (predicted - actual) / actual.
+        Column("abs_error_pct", "DOUBLE"),
+        Column("naive_abs_error_pct", "DOUBLE"),
+        # The naive last-price forecast's absolute error on the same origin and target.
+        Column("inside_80", "BOOLEAN"),
+        Column("inside_95", "BOOLEAN"),
+        Column("status", "VARCHAR", nullable=False),
+        # ``valid``, ``needs_reprediction`` or ``invalid`` (the spec's statuses).
+        Column("status_reason", "VARCHAR"),
+        Column("validated_at", "TIMESTAMPTZ", nullable=False, default="current_timestamp"),
+    ),
+    key=("symbol", "target_window", "as_of_window"),
+    partition=("symbol", "target_window"),
+    description="Every stored prediction of a window, judged once that window's actual bar arrived: one row per "
+    "prediction (as-of window), partitioned by the target window.",
+)
+
+ACCURACY_METRICS = Table(
+    name="accuracy_metrics",
+    columns=(
+        Column("symbol", "VARCHAR", nullable=False),
+        Column("window_start", "TIMESTAMPTZ", nullable=False),
+        # The window as of which the metrics were computed (the partition's window).
+        Column("span", "VARCHAR", nullable=False),
+        # ``day``, ``week`` or ``month``: the trailing span of validated targets.
+        Column("horizon_bucket", "VARCHAR", nullable=False),
+        # ``1_step``, ``1_hour``, ``1_day`` or ``1_week``.
+        Column("n", "BIGINT", nullable=False),
+        Column("rmse", "DOUBLE"),
+        Column("mae", "DOUBLE"),
+        Column("mape", "DOUBLE"),
+        Column("directional_accuracy", "DOUBLE"),
+        Column("up_move_share", "DOUBLE"),
+        Column("mase", "DOUBLE"),
+        # Model MAE / naive last-price MAE on the same origins and targets (below 1 beats naive).
+        Column("coverage_80", "DOUBLE"),
+        Column("coverage_95", "DOUBLE"),
+        Column("winkler_80", "DOUBLE"),
+        Column("winkler_95", "DOUBLE"),
+        Column("reprediction_rate", "DOUBLE"),
+        Column("trade_success_rate", "DOUBLE"),
+        Column("mean_trade_return_pct", "DOUBLE"),
+        Column("mase_trend", "DOUBLE"),
+        # This span's MASE minus the previous span's (negative: improving).
+        Column("computed_at", "TIMESTAMPTZ", nullable=False, default="current_timestamp"),
+    ),
+    key=("symbol", "window_start", "span", "horizon_bucket"),
+    partition=("symbol", "window_start"),
+    description="Rolling accuracy of a symbol's forecasts as of a window, per span and horizon bucket, against the "
+    "naive last-price forecast on the same origins.",
+)
+
+TRADE_RECOMMENDATIONS = Table(
+    name="trade_recommendations",
+    columns=(
+        Column("symbol", "VARCHAR", nullable=False),
+        Column("as_of_window", "TIMESTAMPTZ", nullable=False),
+        Column("model_version", "VARCHAR"),
+        Column("action", "VARCHAR", nullable=False),
+        # ``buy``, ``short`` or ``none`` (held back: ``held_back_by`` says which rule).
+        Column("entry_window", "TIMESTAMPTZ"),
+        Column("entry_price", "DOUBLE"),
+        Column("exit_window", "TIMESTAMPTZ"),
+        Column("exit_price", "DOUBLE"),
+        Column("predicted_return_pct", "DOUBLE"),
+        # After round-trip costs.
+        Column("confidence", "DOUBLE"),
+        Column("confidence_level", "VARCHAR"),
+        Column("recent_mase", "DOUBLE"),
+        Column("held_back_by", "VARCHAR"),
+        Column("reason", "VARCHAR", nullable=False),
+        Column("created_at", "TIMESTAMPTZ", nullable=False, default="current_timestamp"),
+    ),
+    key=("symbol", "as_of_window"),
+    partition=("symbol", "as_of_window"),
+    description="What the active forecast of a symbol-window recommends, or which rule held a trade back.",
+)
+
+TRADE_OUTCOMES = Table(
+    name="trade_outcomes",
+    columns=(
+        Column("symbol", "VARCHAR", nullable=False),
+        Column("as_of_window", "TIMESTAMPTZ", nullable=False),
+        # The recommendation scored (its as-of window).
+        Column("scored_window", "TIMESTAMPTZ", nullable=False),
+        # The window whose bar completed the score (the partition).
+        Column("action", "VARCHAR", nullable=False),
+        Column("entry_price_actual", "DOUBLE"),
+        Column("exit_price_actual", "DOUBLE"),
+        Column("realized_return_pct", "DOUBLE"),
+        # After round-trip costs.
+        Column("hit", "BOOLEAN"),
+        Column("scored_at", "TIMESTAMPTZ", nullable=False, default="current_timestamp"),
+    ),
+    key=("symbol", "scored_window", "as_of_window"),
+    partition=("symbol", "scored_window"),
+    description="Each past recommendation scored once its exit window has passed: realized return after costs, hit "
+    "or miss. Kept apart from trade_recommendations so that table stays an audit trail.",
 )
 
 SCHEMA_VERSION_TABLE = Table(
@@ -156,5 +299,17 @@ SCHEMA_VERSION_TABLE = Table(
     description="One row per schema version applied to this file; the highest is the file's layout.",
 )
 
-TABLES: dict[str, Table] = {table.name: table for table in (MARKET_BARS, PREDICTIONS, ALERTS, SCHEMA_VERSION_TABLE)}
+TABLES: dict[str, Table] = {
+    table.name: table
+    for table in (
+        MARKET_BARS,
+        PREDICTIONS,
+        ALERTS,
+        VALIDATIONS,
+        ACCURACY_METRICS,
+        TRADE_RECOMMENDATIONS,
+        TRADE_OUTCOMES,
+        SCHEMA_VERSION_TABLE,
+    )
+}
 """Every table of the file, by name."""
