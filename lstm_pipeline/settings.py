@@ -217,6 +217,28 @@ class MarketDataSettings(_Section):
     delay_minutes: int = Field(15, ge=0)
 
 
+class WorkflowSettings(_Section):
+    """This project's knobs for the prediction workflow (issue #13): validation, trades, repredictions, retraining.
+
+    The spec's own keys (``validation_threshold``, ``confidence_threshold``, ``min_profit_percent``,
+    ``alert_thresholds``, ``confidence_factor_weights``) stay at the top level; these are additions."""
+
+    round_trip_cost_bps: float = Field(10.0, ge=0, le=1000)
+    """Costs of one round trip (enter and exit) in basis points, taken off every predicted and realized return."""
+    allow_short: bool = False
+    """Whether a recommendation may short (sell at the predicted high before the predicted low)."""
+    skill_mase_max: float = Field(1.0, gt=0)
+    """A model recommends trades only while its recent MASE (against the naive forecast) is below this."""
+    reprediction_cooldown_minutes: int = Field(60, ge=0)
+    """After a reprediction of a symbol, no other for the same symbol and cause within this many minutes."""
+    max_repredictions_per_tick: int = Field(5, ge=1)
+    """At most this many reprediction runs requested by one sensor tick."""
+    retrain_max_model_age_days: int = Field(90, ge=1)
+    """A model older than this is retrained (champion/challenger decides whether the candidate serves)."""
+    retrain_min_validations: int = Field(500, ge=1)
+    """Accuracy must be below ``alert_thresholds.model_accuracy_low`` over at least this many validations to retrain."""
+
+
 class Settings(_Section):
     """The whole configuration. Keys follow the spec's ``realtime_config.json``; ``market_data`` is ours."""
 
@@ -237,6 +259,7 @@ class Settings(_Section):
     api: ApiSettings = ApiSettings()
     cache: CacheSettings = CacheSettings()
     market_data: MarketDataSettings = MarketDataSettings()
+    workflow: WorkflowSettings = WorkflowSettings()
 
     _env_sources: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
 
