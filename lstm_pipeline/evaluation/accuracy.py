@@ -1,0 +1,452 @@
+"""Rolling accuracy of a symbol's forecasts as of a window, per span and horizon bucket, against the naive forecast.
+
+``accuracy_metrics`` takes every stored validation of a run's symbols (and the predictions' intervals, and the
+scored trades) and computes, for every (symbol, as-of window) of the batch at once, one row per span x horizon
+bucket. No Python loop runs per validation or per as-of window: validations are summed per (symbol, bucket, target
+window), cumulated, and each span is the difference of two cumulative sums found by binary search.
+
+Definitions (the README repeats them):
+
+- **Spans** count session windows, not clock time, so a weekend or a holiday never empties a span: ``day`` holds the
+  validations whose target is one of the last 26 session windows up to and including the as-of window, ``week``
+  the last 130, ``month`` the last 546 (21 sessions). The *previous* span is the same number of session windows
+  immediately before; ``mase_trend`` is this span's MASE minus the previous one's (negative: improving).
+- **Horizon buckets**: ``1_step`` = horizon step 1, ``1_hour`` = step 4, ``1_day`` = step 26, ``1_week`` = the last
+  step of the week: the target at the same New York wall-clock time seven days after the as-of window (step 130 in
+  a normal week, fewer steps across a holiday; an as-of window whose wall-clock week ends outside a session, behind
+  an early close, has no ``1_week`` target). Other steps feed no bucket.
+- Only validations with an actual close and a status other than ``invalid`` count (a rejected bar judges nothing).
+  ``rmse`` and ``mae`` are in price units; ``mape`` in percent; ``directional_accuracy`` is the share whose
+  predicted move from ``last_close`` has the sign of the actual move (a zero move is its own sign), beside
+  ``up_move_share``, the share whose actual close is above ``last_close`` (what always guessing "up" would score).
+- ``mase`` is the model's MAE over the naive last-price forecast's MAE on the same origins and targets, both in
+  price units (the naive error is ``naive_abs_error_pct / 100 * actual``): below 1 beats naive; null when the naive
+  error is zero.
+- Coverage is the share of ``inside_80`` / ``inside_95``; the interval (Winkler) score of ``[lower, upper]`` at
+  level ``1 - alpha`` is ``upper - lower`` plus ``2 / alpha`` times the distance by which the actual falls outside
+  (price units; lower is better; needs the intervals from ``predictions``).
+- ``reprediction_rate``: share of the counted validations with status ``needs_reprediction``.
+- ``trade_success_rate`` and ``mean_trade_return_pct``: the hits and the mean realized return (after costs) of the
+  trades (action other than ``none``) scored in the span's windows; the same for every bucket of a span.
+
+This module imports no Dagster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, WINDOW, session_windows
+
+SPAN_WINDOWS: dict[str, int] = {"day": 26, "week": 130, "month": 546}
+"""Each span's length in session windows, ending at (and including) the as-of window."""
+
+HORIZON_BUCKETS: tuple[str, ...] = ("1_step", "1_hour", "1_day", "1_week")
+BUCKET_STEPS: dict[str, int] = {"1_step": 1, "1_hour": 4, "1_day": 26}
+"""The buckets that are one fixed horizon step; ``1_week`` is the week's last step (see the module docstring)."""
+
+WEEK = pd.Timedelta(days=7)
+HOURS_1_WEEK_MIN, HOURS_1_WEEK_MAX = 167, 169
+
+BUCKET_SQL = (
+    "(horizon_step IN (1, 4, 26) OR epoch(target_window) - epoch(as_of_window) "
+    f"BETWEEN {HOURS_1_WEEK_MIN * 3600} AND {HOURS_1_WEEK_MAX * 3600})"
+)
+"""A SQL filter (on ``validations`` or ``predictions``) keeping every row a bucket can use and few others (a week is
+167 to 169 hours across a daylight-saving change); ``horizon_buckets`` decides exactly."""
+
+NAIVE_ERROR_FLOOR = 1e-9
+"""A span's summed naive error (price units) at or below this is zero: MASE is then unknown. Span sums are
+differences of running sums, so an exact zero can come back as rounding noise (about 1e-11 over 10^5 rows)."""
+
+NEEDS_REPREDICTION = "needs_reprediction"
+INVALID = "invalid"
+NO_TRADE = "none"
+
+CONFIDENCE_LEVELS: tuple[str, ...] = ("very low", "low", "medium", "high", "very high")
+UNSCORED = "unscored"
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "n",
+    "rmse",
+    "mae",
+    "mape",
+    "directional_accuracy",
+    "up_move_share",
+    "mase",
+    "coverage_80",
+    "coverage_95",
+    "winkler_80",
+    "winkler_95",
+    "reprediction_rate",
+    "trade_success_rate",
+    "mean_trade_return_pct",
+    "mase_trend",
+)
+ROW_COLUMNS: tuple[str, ...] = ("symbol", "window_start", "span", "horizon_bucket", *METRIC_COLUMNS)
+"""The ``accuracy_metrics`` columns the function fills (``computed_at`` is the table's default)."""
+
+INTERVAL_COLUMNS: tuple[str, ...] = ("lower_80", "upper_80", "lower_95", "upper_95")
+
+# Per-(symbol, bucket, target window) sums that every metric is a ratio of.
+_SUMS = (
+    "n", "sq_err", "abs_err", "ape", "direction_hit", "up", "naive_abs_err",
+    "in80_n", "in80", "in95_n", "in95", "w80_n", "w80", "w95_n", "w95", "repredict",
+)
+_TRADE_SUMS = ("trades", "hits", "returns_n", "returns")
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Rows to store in ``accuracy_metrics`` and the (symbol, window_start) pairs that got none, with why."""
+
+    rows: pd.DataFrame
+    skipped: pd.DataFrame
+
+
+def history_windows(spans: Mapping[str, int] = SPAN_WINDOWS) -> int:
+    """How many session windows before the first as-of window the metrics read: the longest span and the one
+    before it (for the trend)."""
+    return 2 * max(spans.values())
+
+
+def history_start(first_as_of: pd.Timestamp, spans: Mapping[str, int] = SPAN_WINDOWS) -> pd.Timestamp:
+    """The earliest target window any metric as of ``first_as_of`` (or later) can count."""
+    wanted = history_windows(spans)
+    as_of = pd.Timestamp(first_as_of)
+    # A full session holds 26 windows; two calendar days per session plus two weeks covers weekends and holidays.
+    calendar = session_windows(as_of - pd.Timedelta(days=14 + 2 * (wanted // SLOTS_PER_SESSION + 1)), as_of + WINDOW)
+    return calendar[max(len(calendar) - wanted, 0)]
+
+
+def horizon_buckets(frame: pd.DataFrame) -> pd.Series:
+    """The bucket of each row with ``horizon_step``, ``as_of_window`` and ``target_window`` (null: no bucket)."""
+    bucket = np.full(len(frame), None, dtype=object)
+    steps = frame["horizon_step"].to_numpy(dtype=np.int64)
+    for name, step in BUCKET_STEPS.items():
+        bucket[steps == step] = name
+    as_of_wall = _new_york(frame["as_of_window"]).dt.tz_localize(None)
+    target_wall = _new_york(frame["target_window"]).dt.tz_localize(None)
+    bucket[(target_wall - as_of_wall == WEEK).to_numpy()] = "1_week"
+    return pd.Series(bucket, index=frame.index, dtype=object)
+
+
+def accuracy_metrics(
+    validations: pd.DataFrame,
+    as_of_windows: pd.DataFrame,
+    forecasts: pd.DataFrame | None = None,
+    trade_outcomes: pd.DataFrame | None = None,
+    spans: Mapping[str, int] = SPAN_WINDOWS,
+) -> AccuracyResult:
+    """Accuracy of every (symbol, window_start) of ``as_of_windows`` over each span and horizon bucket.
+
+    ``validations`` are ``validations`` rows (any subset of history; rows outside a span are ignored);
+    ``forecasts`` the matching ``predictions`` rows for the intervals (``symbol``, ``as_of_window``,
+    ``target_window`` and ``lower_80`` .. ``upper_95``; without them the Winkler scores are null);
+    ``trade_outcomes`` the ``trade_outcomes`` rows (may be empty or None). A (symbol, span, bucket) with no counted
+    validation gets no row; a (symbol, window_start) with no row at all is in ``skipped`` with the reason.
+    """
+    wanted = _as_of_frame(as_of_windows)
+    if wanted.empty:
+        return AccuracyResult(_empty_rows(), _empty_skipped())
+    counted = _counted(validations, forecasts)
+    trades = _trades(trade_outcomes)
+
+    stamps = [wanted["window_start"], counted["target_window"], trades["scored_window"]]
+    calendar = _calendar(pd.concat([_new_york(s) for s in stamps if len(s)], ignore_index=True))
+    as_of_position = _positions(calendar, wanted["window_start"])
+    target_position = _positions(calendar, counted["target_window"])
+    scored_position = _positions(calendar, trades["scored_window"])
+
+    span_names = list(spans)
+    buckets = list(HORIZON_BUCKETS)
+    # One query per (as-of, span, bucket): a flat grid, every array the same length.
+    n_asof, n_span, n_bucket = len(wanted), len(span_names), len(buckets)
+    grid_asof = np.repeat(np.arange(n_asof), n_span * n_bucket)
+    grid_span = np.tile(np.repeat(np.arange(n_span), n_bucket), n_asof)
+    grid_bucket = np.tile(np.arange(n_bucket), n_asof * n_span)
+    span_length = np.array([spans[name] for name in span_names], dtype=np.int64)[grid_span]
+    hi = as_of_position[grid_asof]
+    symbols = wanted["symbol"].to_numpy(dtype=object)[grid_asof]
+    as_of_stamps = wanted["window_start"].take(grid_asof).reset_index(drop=True)
+    bucket_names = np.array(buckets, dtype=object)[grid_bucket]
+
+    values = counted[list(_SUMS)].to_numpy(dtype=float)
+    current = _range_sums(
+        [counted["symbol"].to_numpy(dtype=object), counted["horizon_bucket"].to_numpy(dtype=object)],
+        target_position, values, [symbols, bucket_names], hi - span_length, hi,
+    )
+    previous = _range_sums(
+        [counted["symbol"].to_numpy(dtype=object), counted["horizon_bucket"].to_numpy(dtype=object)],
+        target_position, values[:, [_SUMS.index("abs_err"), _SUMS.index("naive_abs_err")]],
+        [symbols, bucket_names], hi - 2 * span_length, hi - span_length,
+    )
+    traded = _range_sums(
+        [trades["symbol"].to_numpy(dtype=object)], scored_position, trades[list(_TRADE_SUMS)].to_numpy(dtype=float),
+        [symbols], hi - span_length, hi,
+    )
+    s = {name: current[:, i] for i, name in enumerate(_SUMS)}
+    t = {name: traded[:, i] for i, name in enumerate(_TRADE_SUMS)}
+    mase = _ratio(s["abs_err"], s["naive_abs_err"], floor=NAIVE_ERROR_FLOOR)
+    rows = pd.DataFrame(
+        {
+            "symbol": symbols,
+            "window_start": as_of_stamps,
+            "span": np.array(span_names, dtype=object)[grid_span],
+            "horizon_bucket": bucket_names,
+            "n": np.rint(s["n"]).astype(np.int64),
+            "rmse": np.sqrt(np.clip(_ratio(s["sq_err"], s["n"]), 0.0, None)),
+            "mae": _ratio(s["abs_err"], s["n"]),
+            "mape": _ratio(s["ape"], s["n"]),
+            "directional_accuracy": _ratio(s["direction_hit"], s["n"]),
+            "up_move_share": _ratio(s["up"], s["n"]),
+            "mase": mase,
+            "coverage_80": _ratio(s["in80"], s["in80_n"]),
+            "coverage_95": _ratio(s["in95"], s["in95_n"]),
+            "winkler_80": _ratio(s["w80"], s["w80_n"]),
+            "winkler_95": _ratio(s["w95"], s["w95_n"]),
+            "reprediction_rate": _ratio(s["repredict"], s["n"]),
+            "trade_success_rate": _ratio(t["hits"], t["trades"]),
+            "mean_trade_return_pct": _ratio(t["returns"], t["returns_n"]),
+            "mase_trend": mase - _ratio(previous[:, 0], previous[:, 1], floor=NAIVE_ERROR_FLOOR),
+        }
+    )
+    rows = rows[rows["n"] > 0].reset_index(drop=True)
+
+    longest = max(spans.values())
+    covered = rows[["symbol", "window_start"]].drop_duplicates()
+    missing = wanted.merge(covered, how="left", indicator=True)
+    missing = missing[missing["_merge"] == "left_only"][["symbol", "window_start"]].reset_index(drop=True)
+    missing["reason"] = (
+        "no validated forecast of " + missing["symbol"].astype(str) + f" has a target in the {longest} session "
+        "windows up to this window (validations have not run, or no prediction reached that far)"
+    )
+    return AccuracyResult(rows[list(ROW_COLUMNS)], missing)
+
+
+def error_by_confidence(validations: pd.DataFrame, forecasts: pd.DataFrame | None) -> pd.DataFrame:
+    """Whether confidence separates good from bad forecasts: per confidence level (``unscored`` where the prediction
+    has none), the counted validations, their mean absolute error %, MASE and 95% coverage, lowest level first.
+
+    MASE is the fairer column: a level that gathers long horizons has larger errors whatever its skill."""
+    counted = _counted(validations, forecasts)
+    if "confidence_level" not in counted:
+        counted["confidence_level"] = None
+    level = counted["confidence_level"].astype("object")
+    level = level.where(level.notna(), UNSCORED).astype(str)
+    counted = counted.assign(level=level)
+    grouped = counted.groupby("level", sort=False)
+    table = pd.DataFrame(
+        {
+            "n": grouped["n"].sum().astype(np.int64),
+            "mean_abs_error_pct": grouped["ape"].mean(),
+            "mase": grouped["abs_err"].sum() / grouped["naive_abs_err"].sum().replace(0.0, np.nan),
+            "coverage_95": grouped["in95"].sum() / grouped["in95_n"].sum().replace(0.0, np.nan),
+        }
+    ).reset_index().rename(columns={"level": "confidence_level"})
+    order = {name: i for i, name in enumerate(CONFIDENCE_LEVELS)}
+    rank = table["confidence_level"].map(lambda name: order.get(name.lower().replace("_", " "), len(order)))
+    return table.assign(_rank=rank).sort_values(["_rank", "confidence_level"]).drop(columns="_rank").reset_index(
+        drop=True
+    )
+
+
+def confidence_separates(table: pd.DataFrame) -> bool | None:
+    """Whether the highest scored confidence level's MASE is below the lowest one's (``error_by_confidence``'s
+    table); None with fewer than two scored levels holding a MASE."""
+    scored = table[(table["confidence_level"] != UNSCORED) & table["mase"].notna()]
+    if len(scored) < 2:
+        return None
+    return bool(scored["mase"].iloc[-1] < scored["mase"].iloc[0])
+
+
+# --------------------------------------------------------------------------------------------------- internals
+
+
+def _new_york(stamps: pd.Series | pd.Index) -> pd.Series:
+    values = pd.to_datetime(pd.Series(stamps).reset_index(drop=True))
+    if values.dt.tz is None:
+        return values.dt.tz_localize(NEW_YORK)
+    return values.dt.tz_convert(NEW_YORK)
+
+
+def _as_of_frame(as_of_windows: pd.DataFrame) -> pd.DataFrame:
+    if as_of_windows is None or as_of_windows.empty:
+        return _empty_skipped().drop(columns="reason")
+    frame = as_of_windows[["symbol", "window_start"]].reset_index(drop=True)
+    frame["window_start"] = _new_york(frame["window_start"])
+    return frame.drop_duplicates().sort_values(["symbol", "window_start"]).reset_index(drop=True)
+
+
+def _counted(validations: pd.DataFrame | None, forecasts: pd.DataFrame | None) -> pd.DataFrame:
+    """The validations a metric counts, in a bucket, with the per-row quantities that ``_SUMS`` adds up."""
+    if validations is None or validations.empty:
+        frame = pd.DataFrame(
+            {
+                "symbol": pd.Series(dtype=object),
+                "target_window": pd.Series(dtype=f"datetime64[ns, {NEW_YORK}]"),
+                "horizon_bucket": pd.Series(dtype=object),
+                "confidence_level": pd.Series(dtype=object),
+            }
+        )
+        for name in _SUMS:
+            frame[name] = pd.Series(dtype=float)
+        return frame
+    frame = validations.reset_index(drop=True)
+    finite = np.ones(len(frame), dtype=bool)
+    for name in ("actual_close", "predicted_close", "last_close"):
+        finite &= np.isfinite(frame[name].astype("Float64").to_numpy(dtype=float, na_value=np.nan))
+    usable = finite & (frame["status"].astype(str) != INVALID).to_numpy()
+    frame = frame[usable].reset_index(drop=True)
+    frame["target_window"] = _new_york(frame["target_window"])
+    frame["as_of_window"] = _new_york(frame["as_of_window"])
+    frame["horizon_bucket"] = horizon_buckets(frame) if len(frame) else pd.Series(dtype=object)
+    frame = frame[frame["horizon_bucket"].notna()].reset_index(drop=True)
+    if forecasts is not None and len(forecasts) and len(frame):
+        wanted = [c for c in (*INTERVAL_COLUMNS, "confidence_level") if c in forecasts.columns]
+        right = forecasts[["symbol", "as_of_window", "target_window", *wanted]].copy()
+        right["as_of_window"] = _new_york(right["as_of_window"])
+        right["target_window"] = _new_york(right["target_window"])
+        right = right.drop_duplicates(["symbol", "as_of_window", "target_window"], keep="last")
+        frame = frame.drop(columns=[c for c in wanted if c in frame.columns]).merge(
+            right, on=["symbol", "as_of_window", "target_window"], how="left"
+        )
+
+    def column(name: str) -> np.ndarray:
+        if name not in frame.columns:
+            return np.full(len(frame), np.nan)
+        return frame[name].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+
+    actual = column("actual_close")
+    predicted = column("predicted_close")
+    last = column("last_close")
+    error = predicted - actual
+    naive_pct = column("naive_abs_error_pct")
+    naive = np.where(np.isfinite(naive_pct), naive_pct / 100.0 * np.abs(actual), np.abs(last - actual))
+    sums = {
+        "n": np.ones(len(frame)),
+        "sq_err": error**2,
+        "abs_err": np.abs(error),
+        "ape": 100.0 * np.abs(error) / np.abs(actual),
+        "direction_hit": (np.sign(predicted - last) == np.sign(actual - last)).astype(float),
+        "up": (actual > last).astype(float),
+        "naive_abs_err": naive,
+        "repredict": (frame["status"].astype(str) == NEEDS_REPREDICTION).to_numpy(dtype=float),
+    }
+    for level in (80, 95):
+        inside = column(f"inside_{level}")
+        sums[f"in{level}_n"] = np.isfinite(inside).astype(float)
+        sums[f"in{level}"] = np.nan_to_num(inside)
+        score = _winkler(column(f"lower_{level}"), column(f"upper_{level}"), actual, 1.0 - level / 100.0)
+        sums[f"w{level}_n"] = np.isfinite(score).astype(float)
+        sums[f"w{level}"] = np.nan_to_num(score)
+    for name, value in sums.items():
+        frame[name] = value
+    return frame
+
+
+def _winkler(lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, alpha: float) -> np.ndarray:
+    """Interval score: the width plus ``2 / alpha`` times the miss distance (NaN without an interval)."""
+    below = np.clip(lower - actual, 0.0, None)
+    above = np.clip(actual - upper, 0.0, None)
+    return (upper - lower) + 2.0 / alpha * (below + above)
+
+
+def _trades(trade_outcomes: pd.DataFrame | None) -> pd.DataFrame:
+    empty = pd.DataFrame(
+        {"symbol": pd.Series(dtype=object), "scored_window": pd.Series(dtype=f"datetime64[ns, {NEW_YORK}]")}
+        | {name: pd.Series(dtype=float) for name in _TRADE_SUMS}
+    )
+    if trade_outcomes is None or trade_outcomes.empty:
+        return empty
+    frame = trade_outcomes[trade_outcomes["action"].astype(str) != NO_TRADE].reset_index(drop=True)
+    if frame.empty:
+        return empty
+    hit = frame["hit"].astype("boolean").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    realized = frame["realized_return_pct"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    return pd.DataFrame(
+        {
+            "symbol": frame["symbol"].to_numpy(dtype=object),
+            "scored_window": _new_york(frame["scored_window"]),
+            "trades": np.isfinite(hit).astype(float),
+            "hits": np.nan_to_num(hit),
+            "returns_n": np.isfinite(realized).astype(float),
+            "returns": np.nan_to_num(realized),
+        }
+    )
+
+
+def _calendar(stamps: pd.Series) -> np.ndarray:
+    """Session window starts (UTC nanoseconds) from the earliest to the latest of ``stamps``."""
+    windows = session_windows(stamps.min(), stamps.max() + WINDOW)
+    return windows.asi8
+
+
+def _positions(calendar: np.ndarray, stamps: pd.Series) -> np.ndarray:
+    """Ordinal of each stamp's session window (the last session window starting at or before it)."""
+    if not len(stamps):
+        return np.zeros(0, dtype=np.int64)
+    nanos = pd.DatetimeIndex(_new_york(stamps)).asi8
+    return np.searchsorted(calendar, nanos, side="right").astype(np.int64) - 1
+
+
+def _range_sums(
+    group: list[np.ndarray],
+    position: np.ndarray,
+    values: np.ndarray,
+    query_group: list[np.ndarray],
+    query_lo: np.ndarray,
+    query_hi: np.ndarray,
+) -> np.ndarray:
+    """For each query, the sum of ``values`` over the rows of its group with ``lo < position <= hi``.
+
+    Rows and queries are laid on one line (group code x stride + position), cumulated once, and each query is two
+    binary searches: O((rows + queries) log rows), whatever the number of groups or windows.
+    """
+    n_rows, n_queries = len(position), len(query_lo)
+    if n_rows == 0:
+        return np.zeros((n_queries, values.shape[1] if values.ndim == 2 else 0))
+    both = [np.concatenate([g, q]) for g, q in zip(group, query_group, strict=True)]
+    codes = pd.MultiIndex.from_arrays(both).factorize()[0] if len(both) > 1 else pd.factorize(both[0])[0]
+    row_code, query_code = codes[:n_rows].astype(np.int64), codes[n_rows:].astype(np.int64)
+    stride = int(max(position.max(), query_hi.max() if n_queries else 0)) + 2
+    line = row_code * stride + position
+    order = np.argsort(line, kind="stable")
+    line = line[order]
+    cumulative = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values[order], axis=0)])
+
+    def at(bound: np.ndarray) -> np.ndarray:
+        clipped = np.clip(bound, -1, stride - 2)
+        return cumulative[np.searchsorted(line, query_code * stride + clipped, side="right")]
+
+    return at(query_hi) - at(query_lo)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """``numerator / denominator``, NaN where the denominator is not above ``floor``."""
+    usable = denominator > floor
+    return np.where(usable, numerator / np.where(usable, denominator, 1.0), np.nan)
+
+
+def _empty_rows() -> pd.DataFrame:
+    frame = pd.DataFrame({name: pd.Series(dtype=float) for name in ROW_COLUMNS})
+    frame["symbol"] = frame["symbol"].astype(object)
+    frame["span"] = frame["span"].astype(object)
+    frame["horizon_bucket"] = frame["horizon_bucket"].astype(object)
+    frame["window_start"] = pd.Series(dtype=f"datetime64[ns, {NEW_YORK}]")
+    frame["n"] = frame["n"].astype(np.int64)
+    return frame
+
+
+def _empty_skipped() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": pd.Series(dtype=object),
+            "window_start": pd.Series(dtype=f"datetime64[ns, {NEW_YORK}]"),
+            "reason": pd.Series(dtype=object),
+        }
+    )
