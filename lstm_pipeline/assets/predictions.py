@@ -10,10 +10,18 @@ A (symbol, window) that cannot be forecast (model unservable, no as-of bar, too 
 horizon the model cannot reach, a path outside the sane band) is skipped, never invented: no rows, an ``alerts``
 row with the one-sentence reason, and the WARN check ``every_symbol_predicted`` fails listing the reasons. The other
 symbols are forecast.
+
+Every row also carries the forecast's confidence (``evaluation.confidence.confidence_scores``: ten factors, their
+weighted sum and its level; the same values on every horizon step of one forecast, since they judge the forecast as
+a whole) and the ``reason`` it was made (``forecast_reason`` of the run's tags). Confidence reads nothing more than
+the bars already read, plus one store read of recent validations and one of the few forecasts just before the run.
+Whether a forecast is active, superseded or expired is not stored: ``evaluation.lifecycle`` derives it when read.
 """
 
 import time
+from collections.abc import Mapping
 
+import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -29,17 +37,97 @@ from dagster import (
 
 from lstm_pipeline.assets.market_bars import market_bars
 from lstm_pipeline.assets.models import lstm_model
+from lstm_pipeline.evaluation.confidence import (
+    RECENT_VALIDATION_DAYS,
+    SCORE_COLUMNS,
+    STABILITY_FORECASTS,
+    confidence_scores,
+    forecast_summaries,
+    model_test_mase,
+)
 from lstm_pipeline.forecasting.batch import alert_rows, forecast_windows, history_start, skip_summary
-from lstm_pipeline.market.calendar import WINDOW
+from lstm_pipeline.market.calendar import WINDOW, session_windows
 from lstm_pipeline.partitions import SYMBOL_DIMENSION, market_bars_partitions, requested_windows
 from lstm_pipeline.resources.model_store import ModelStore
 from lstm_pipeline.resources.storage import PipelineStore
+from lstm_pipeline.settings import get_settings
+
+REPREDICTION_CAUSE_TAG = "lstm_pipeline/reprediction_cause"
+"""Run tag the reprediction sensor sets to the cause (e.g. ``price_shock``): the rows' reason is
+``reprediction: <cause>``."""
+REASON_TAG = "lstm_pipeline/reason"
+"""Run tag naming why a run forecasts when no other tag says it (``new_model``: the retraining sensor's run)."""
+BACKFILL_TAG = "dagster/backfill"
+AUTOMATION_TAGS = ("dagster/schedule_name", "dagster/sensor_name")
+"""Tags Dagster puts on runs a schedule or sensor launched (the market sensor, the close schedule)."""
+
+
+def forecast_reason(tags: Mapping[str, str]) -> str:
+    """Why a run's forecasts were made, from its tags: ``reprediction: <cause>`` (the reprediction sensor's cause
+    tag), ``new_model`` (``lstm_pipeline/reason=new_model``), ``backfill`` (a backfill's run), ``schedule`` (a
+    sensor or schedule run), else ``backfill`` (a run launched by hand, e.g. from the UI)."""
+    cause = (tags.get(REPREDICTION_CAUSE_TAG) or "").strip()
+    if cause:
+        return f"reprediction: {cause}"
+    if (tags.get(REASON_TAG) or "").strip() == "new_model":
+        return "new_model"
+    if BACKFILL_TAG in tags:
+        return "backfill"
+    if any(tag in tags for tag in AUTOMATION_TAGS):
+        return "schedule"
+    return "backfill"
+
+
+def _recent_rows(
+    store: PipelineStore, symbols: list[str], first: pd.Timestamp, last: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The validations of the days before the run's windows and the few forecasts just before its first window:
+    one store read each."""
+    symbol_in = f"symbol IN ({', '.join('?' for _ in symbols)})"
+    validations = store.read_rows(
+        "validations",
+        [symbol_in, "target_window > ?", "target_window <= ?"],
+        [*symbols, first - pd.Timedelta(days=RECENT_VALIDATION_DAYS), last],
+    )
+    earlier = session_windows(first - pd.Timedelta(days=7), first)[-STABILITY_FORECASTS:]
+    if len(earlier) == 0:
+        return validations, pd.DataFrame()
+    previous = store.read_rows(
+        "predictions", [symbol_in, "as_of_window >= ?", "as_of_window < ?"], [*symbols, earlier[0], first]
+    )
+    return validations, previous
 
 
 def _skipped_markdown(summary: dict[tuple[str, str], tuple[int, str]]) -> str:
     lines = ["| symbol | kind | windows | reason (first window) |", "|---|---|---|---|"]
     lines += [f"| {symbol} | {kind} | {count} | {reason} |" for (symbol, kind), (count, reason) in summary.items()]
     return "\n".join(lines)
+
+
+def _with_confidence(
+    rows: pd.DataFrame,
+    models: Mapping[str, object],
+    wanted: Mapping[str, list[pd.Timestamp]],
+    store: PipelineStore,
+    bars: pd.DataFrame | None,
+) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """The rows with every forecast's confidence, level and factors; the scores (one per forecast); seconds."""
+    started = time.perf_counter()
+    if rows.empty or bars is None:
+        return rows.copy(), pd.DataFrame(columns=list(SCORE_COLUMNS)), 0.0
+    symbols = sorted(set(rows["symbol"]))
+    first = min(wanted[symbol][0] for symbol in symbols)
+    last = max(wanted[symbol][-1] for symbol in symbols)
+    validations, previous = _recent_rows(store, symbols, first, last)
+    summaries = forecast_summaries(
+        rows,
+        {symbol: model_test_mase(models[symbol].config.record) for symbol in symbols},
+        {symbol: models[symbol].config.lookback_steps for symbol in symbols},
+    )
+    recent = pd.concat([frame for frame in (previous, rows) if len(frame)], ignore_index=True)
+    scores = confidence_scores(summaries, bars, validations, recent, get_settings().confidence_factor_weights)
+    scored = rows.merge(scores, on=["symbol", "as_of_window"], how="left", validate="many_to_one")
+    return scored, scores, time.perf_counter() - started
 
 
 @asset(
@@ -87,9 +175,16 @@ def predictions(context: AssetExecutionContext, store: PipelineStore, model_stor
     )
     seconds = time.perf_counter() - started
 
+    reason = forecast_reason(context.run.tags)
+    mean_confidence = 0.0
+    rows, scores, confidence_seconds = _with_confidence(result.rows, models, wanted, store, stored if models else None)
+    rows["reason"] = reason
+    if len(scores):
+        mean_confidence = round(float(scores["confidence"].mean()), 4)
+
     alerts = alert_rows(result.skipped, "predictions", context.run_id)
     partitions = [(symbol, window) for symbol, windows in wanted.items() for window in windows]
-    store.replace_forecasts(result.rows, alerts, partitions)
+    store.replace_forecasts(rows, alerts, partitions)
 
     summary = skip_summary(result.skipped)
     for (symbol, kind), (count, reason) in summary.items():
@@ -117,6 +212,12 @@ def predictions(context: AssetExecutionContext, store: PipelineStore, model_stor
             "forecast_seconds": MetadataValue.float(round(seconds, 3)),
             "compiled_calls": MetadataValue.int(result.compiled_calls),
             "alerts": MetadataValue.int(len(alerts)),
+            "reason": MetadataValue.text(reason),
+            "mean_confidence": MetadataValue.float(mean_confidence),
+            "confidence_levels": MetadataValue.json(
+                {str(level): int(count) for level, count in scores["confidence_level"].value_counts().items()}
+            ),
+            "confidence_seconds": MetadataValue.float(round(confidence_seconds, 3)),
         },
         check_results=[check],
     )

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 from dagster import AssetCheckSeverity, materialize
 
-from lstm_pipeline.assets.predictions import predictions
+from lstm_pipeline.assets.predictions import REPREDICTION_CAUSE_TAG, forecast_reason, predictions
 from lstm_pipeline.forecasting.forecaster import forecast_prices
 from lstm_pipeline.forecasting.store import WEIGHTS_FILE
 from lstm_pipeline.market.calendar import parse_window_key, week_ahead_windows
 from lstm_pipeline.partitions import market_bars_key
 from lstm_pipeline.resources.model_store import LocalModelStore
+from lstm_pipeline.storage.tables import CONFIDENCE_FACTORS
 from tests.forecasting.conftest import saved_model, sim_bars, tiny_config
 from tests.helpers import range_tags, register_windows
 
@@ -46,11 +47,11 @@ def models_dir(tmp_path):
     return folder
 
 
-def run(instance, store, models_dir, keys, **options):
+def run(instance, store, models_dir, keys, tags=None, **options):
     return materialize(
         [predictions],
         instance=instance,
-        tags=range_tags(SYMBOLS, keys),
+        tags={**range_tags(SYMBOLS, keys), **(tags or {})},
         resources={"store": store, "model_store": LocalModelStore(models_dir=str(models_dir))},
         **options,
     )
@@ -182,3 +183,79 @@ def test_one_partition_is_forecast_alone(instance, store, models_dir, keys):
     rows = store.read_predictions()
     assert set(rows["symbol"]) == {"AAPL"} and len(rows) == 130
     assert set(rows["as_of_window"]) == {parse_window_key(keys[-1])}
+
+
+FACTOR_COLUMNS = [f"factor_{name}" for name in CONFIDENCE_FACTORS]
+
+
+def test_every_row_carries_its_forecasts_confidence_level_factors_and_reason(instance, store, models_dir, keys):
+    store_bars(store, "2025-06-30", "2025-07-09")
+    result = run(instance, store, models_dir, keys, tags={"dagster/backfill": "abcdefgh"})
+    assert result.success
+    rows = store.read_predictions()
+    filled = rows[["confidence", "confidence_level", *FACTOR_COLUMNS]]
+    assert filled.notna().all().all()
+    values = rows[["confidence", *FACTOR_COLUMNS]].to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
+    assert set(rows["confidence_level"]) <= {"Very Low", "Low", "Medium", "High", "Very High"}
+    # One value per forecast, the same on each of its horizon steps.
+    per_forecast = rows.groupby(["symbol", "as_of_window"])[["confidence", *FACTOR_COLUMNS]].nunique()
+    assert (per_forecast == 1).all().all()
+    # The factors read real inputs: the session's open and close windows score lower on time of day than midday,
+    # and the bars are all there (the tiny models read 8 windows).
+    time_of_day = rows.groupby("as_of_window")["factor_time_of_day"].first()
+    assert time_of_day[parse_window_key(keys[0])] == 0.5 and time_of_day[parse_window_key(keys[10])] == 1.0
+    assert (rows["factor_data_quality"] == 1.0).all()
+    # The second session's forecasts have earlier forecasts of the same targets: stability is measured, not 0.5.
+    assert (rows.loc[rows["as_of_window"] > parse_window_key(keys[4]), "factor_prediction_stability"] != 0.5).all()
+    assert set(rows["reason"]) == {"backfill"}
+    metadata = metadata_of(result)
+    assert metadata["reason"] == "backfill" and 0 < metadata["mean_confidence"] < 1
+    assert sum(metadata["confidence_levels"].values()) == 2 * len(keys)
+
+
+def test_the_reason_follows_the_runs_tags(instance, store, models_dir, keys):
+    store_bars(store, "2025-06-30", "2025-07-09")
+    assert run(instance, store, models_dir, keys, tags={"dagster/schedule_name": "market_close"}).success
+    assert set(store.read_predictions()["reason"]) == {"schedule"}
+    assert run(instance, store, models_dir, keys[-1:], tags={REPREDICTION_CAUSE_TAG: "price_shock"}).success
+    rows = store.read_predictions()
+    latest = rows["as_of_window"] == parse_window_key(keys[-1])
+    assert set(rows.loc[latest, "reason"]) == {"reprediction: price_shock"}
+    assert set(rows.loc[~latest, "reason"]) == {"schedule"}  # the other partitions were not touched
+
+
+def test_forecast_reason_reads_every_kind_of_run():
+    assert forecast_reason({"dagster/sensor_name": "market_windows"}) == "schedule"
+    assert forecast_reason({"dagster/schedule_name": "market_close"}) == "schedule"
+    assert forecast_reason({"dagster/backfill": "x"}) == "backfill"
+    assert forecast_reason({}) == "backfill"  # launched by hand
+    assert forecast_reason({"lstm_pipeline/reason": "new_model", "dagster/sensor_name": "retrain"}) == "new_model"
+    cause = {REPREDICTION_CAUSE_TAG: "price_shock", "dagster/sensor_name": "repredictions"}
+    assert forecast_reason(cause) == "reprediction: price_shock"
+
+
+def test_stored_validations_feed_the_historical_accuracy_of_the_next_forecasts(instance, store, models_dir, keys):
+    store_bars(store, "2025-06-30", "2025-07-09")
+    targets = [parse_window_key(key) for key in keys[-30:-1]]  # validated before the last window
+    missed = pd.DataFrame(
+        {
+            "symbol": "AAPL",
+            "target_window": targets,
+            "as_of_window": [target - pd.Timedelta(minutes=15) for target in targets],
+            "horizon_step": 1,
+            "model_version": "any",
+            "predicted_close": 100.0,
+            "actual_close": 110.0,
+            "last_close": 100.0,
+            "abs_error_pct": 9.1,
+            "naive_abs_error_pct": 9.1,
+            "inside_80": False,
+            "status": "needs_reprediction",
+        }
+    )
+    store.replace_tables({"validations": (missed[["symbol", "target_window"]], missed)})
+    assert run(instance, store, models_dir, keys[-1:]).success
+    rows = store.read_predictions()
+    by_symbol = rows.groupby("symbol")["factor_historical_accuracy"].first()
+    assert by_symbol["AAPL"] == 0.0 and by_symbol["MSFT"] == 0.5  # MSFT has no record yet: neutral

@@ -1,0 +1,483 @@
+"""The confidence of a forecast: the spec's ten factors, each in [0, 1] from real inputs, weighted into one score.
+
+``confidence_scores`` takes a whole batch of forecasts at once (one row per symbol and as-of window) and returns
+one row per forecast with ``confidence``, ``confidence_level`` and every ``factor_<name>`` of
+``storage.tables.CONFIDENCE_FACTORS``. It is pure (no Dagster, no storage): the ``predictions`` asset feeds it the
+bars it already read, the recent ``validations`` and ``predictions`` rows (one store read each), and stores the
+result on every horizon step of the forecast; a walk-forward replay can call it over any history.
+
+Nothing here looks ahead: a forecast as of window W uses bars up to W, validations of target windows up to W and
+forecasts as of windows before W. A factor whose inputs are missing (too few bars for a rolling statistic, no
+earlier forecast, no validation yet) scores 0.5: neither rewarded nor punished. Each factor's formula is in its
+function's docstring; ``confidence_scores`` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lstm_pipeline.market.calendar import NEW_YORK, session_windows
+from lstm_pipeline.storage.tables import CONFIDENCE_FACTORS
+
+NEUTRAL = 0.5
+"""A factor's score when its inputs are missing."""
+SESSION_STEPS = 26
+"""Windows of the 'recent' span of the bar statistics: one session."""
+WEEK_STEPS = 130
+"""Windows of the 'longer history' the recent span is compared with: one week."""
+MASE_GOOD = 0.9
+"""At or below this MASE (model error / naive last-price error) ``model_performance`` is 1."""
+MASE_BAD = 1.05
+"""At or above this MASE ``model_performance`` is 0. Linear between: a model no better than naive (MASE 1) scores
+0.33, one 5% better 0.67. (1.2 would give a naive-equal model 0.67, a "good" score it has not earned.)"""
+RECENT_VALIDATION_DAYS = 5
+"""Validations of target windows in the last 5 calendar days before the as-of window are 'recent' (at least two
+sessions, whatever the weekday)."""
+MIN_RECENT_VALIDATIONS = 26
+"""Fewer recent validations than this and the recent record is ignored (too few to say anything)."""
+STABILITY_FORECASTS = 4
+"""How many earlier forecasts (the last as-of windows before this one) ``prediction_stability`` compares with."""
+LEVELS: tuple[tuple[float, str], ...] = ((0.85, "Very High"), (0.7, "High"), (0.5, "Medium"), (0.3, "Low"))
+"""The spec's levels: Very Low < 0.3 <= Low < 0.5 <= Medium < 0.7 <= High < 0.85 <= Very High."""
+
+FORECAST_COLUMNS = ("symbol", "as_of_window", "model_version", "last_close", "predicted_change", "test_mase",
+                    "lookback_steps")
+"""What ``confidence_scores`` needs of each forecast (``forecast_summaries`` builds it from prediction rows)."""
+SCORE_COLUMNS = ("symbol", "as_of_window", "confidence", "confidence_level",
+                 *(f"factor_{name}" for name in CONFIDENCE_FACTORS))
+"""The columns ``confidence_scores`` returns (the ``predictions`` table's confidence columns plus the key)."""
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def model_test_mase(record: Mapping[str, Any]) -> float:
+    """The model's MASE on its held-out test span: the mean over the horizons its training recorded
+    (``metrics.horizons.<1_step|1_day|1_week>.mase``, see ``forecasting.training``); NaN when it recorded none."""
+    horizons = (record.get("metrics") or {}).get("horizons") or {}
+    values = [float(entry["mase"]) for entry in horizons.values() if isinstance(entry, Mapping) and "mase" in entry]
+    values = [value for value in values if np.isfinite(value)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def forecast_summaries(
+    rows: pd.DataFrame, test_mase: Mapping[str, float], lookback_steps: Mapping[str, int]
+) -> pd.DataFrame:
+    """One row per forecast (``FORECAST_COLUMNS``) from prediction rows (one per horizon step).
+
+    ``predicted_change`` is the mean of the predicted path over the last close, minus 1: the direction the whole
+    forecast leans (its sign) and how far. ``test_mase`` and ``lookback_steps`` are per symbol (from each model's
+    config: ``model_test_mase(model.config.record)``, ``model.config.lookback_steps``).
+    """
+    if rows.empty:
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in FORECAST_COLUMNS})
+    grouped = rows.groupby(["symbol", "as_of_window"], sort=True).agg(
+        model_version=("model_version", "first"),
+        last_close=("last_close", "first"),
+        mean_predicted=("predicted_close", "mean"),
+    ).reset_index()
+    grouped["predicted_change"] = grouped["mean_predicted"] / grouped["last_close"] - 1.0
+    grouped["test_mase"] = grouped["symbol"].map(lambda symbol: test_mase.get(symbol, float("nan"))).astype(float)
+    grouped["lookback_steps"] = grouped["symbol"].map(lambda symbol: int(lookback_steps.get(symbol, 1))).astype(int)
+    return grouped[list(FORECAST_COLUMNS)]
+
+
+def factor_weights(weights: Any) -> dict[str, float]:
+    """The ten weights as a dict from ``settings.confidence_factor_weights`` (or any mapping of the ten names)."""
+    values = weights.model_dump() if hasattr(weights, "model_dump") else dict(weights)
+    missing = [name for name in CONFIDENCE_FACTORS if name not in values]
+    unknown = [name for name in values if name not in CONFIDENCE_FACTORS]
+    if missing or unknown:
+        raise ValueError(
+            f"confidence_factor_weights must name exactly the ten factors {list(CONFIDENCE_FACTORS)}; "
+            f"missing {missing}, unknown {unknown}: fix the names in the configuration."
+        )
+    total = sum(float(values[name]) for name in CONFIDENCE_FACTORS)
+    if not np.isclose(total, 1.0, atol=1e-6) or any(float(values[name]) < 0 for name in CONFIDENCE_FACTORS):
+        raise ValueError(f"confidence_factor_weights sum to {total:g}; make them non-negative and sum to 1.")
+    return {name: float(values[name]) for name in CONFIDENCE_FACTORS}
+
+
+def confidence_level(confidence: np.ndarray | pd.Series | float) -> np.ndarray:
+    """The spec's level of each score: Very Low < 0.3 <= Low < 0.5 <= Medium < 0.7 <= High < 0.85 <= Very High."""
+    values = np.atleast_1d(np.asarray(confidence, dtype=np.float64))
+    return np.select([values >= bound for bound, _ in LEVELS], [name for _, name in LEVELS], default="Very Low")
+
+
+# ----------------------------------------------------------------------------------------------- factors
+
+
+def _clip(values: np.ndarray) -> np.ndarray:
+    """Clip to [0, 1]; NaN (inputs missing) becomes the neutral 0.5."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(values), np.clip(values, 0.0, 1.0), NEUTRAL)
+
+
+def mase_score(mase: np.ndarray) -> np.ndarray:
+    """1 at MASE <= 0.9, 0 at MASE >= 1.05, linear between (MASE 1.0, no better than naive, scores 0.33); NaN
+    stays NaN."""
+    mase = np.asarray(mase, dtype=np.float64)
+    return np.clip((MASE_BAD - mase) / (MASE_BAD - MASE_GOOD), 0.0, 1.0)
+
+
+def model_performance(test_mase: np.ndarray, recent_mase: np.ndarray) -> np.ndarray:
+    """Mean of ``mase_score`` of the model's test-span MASE (its config) and of its recent MASE (validations of the
+    same model version: sum of absolute errors over the naive forecast's, last ``RECENT_VALIDATION_DAYS``, at least
+    ``MIN_RECENT_VALIDATIONS``); either alone when the other is missing, 0.5 when both are."""
+    scores = np.vstack([mase_score(test_mase), mase_score(recent_mase)])
+    known = np.isfinite(scores)
+    total = np.where(known, scores, 0.0).sum(axis=0)
+    count = known.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _clip(np.where(count > 0, total / np.maximum(count, 1), np.nan))
+
+
+def data_quality(present_share: np.ndarray) -> np.ndarray:
+    """Share of the model's lookback session windows (up to the as-of window) that have a usable stored bar: a
+    missing window (filled flat by the features) or one a blocking check rejected counts against it."""
+    return _clip(present_share)
+
+
+def market_volatility(recent_volatility: np.ndarray, long_volatility: np.ndarray) -> np.ndarray:
+    """``1.5 - ratio`` clipped to [0, 1], ratio = realized volatility (std of log returns) over the last session
+    over that of the last week: calm (ratio <= 0.5) scores 1, usual (1) 0.5, turbulent (>= 1.5) 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _clip(1.5 - np.asarray(recent_volatility) / np.asarray(long_volatility))
+
+
+def trend_consistency(predicted_change: np.ndarray, trend: np.ndarray, volatility: np.ndarray) -> np.ndarray:
+    """``0.5 + 0.5 * d * t``: d = the predicted direction (sign of ``predicted_change``), t = the last session's
+    log return over the move one session's volatility would give (``volatility * sqrt(26)``), clipped to [-1, 1].
+    A forecast with the strong recent trend scores 1, against it 0; a flat forecast or no trend 0.5."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        strength = np.clip(np.asarray(trend) / (np.asarray(volatility) * np.sqrt(SESSION_STEPS)), -1.0, 1.0)
+    return _clip(0.5 + 0.5 * np.sign(predicted_change) * strength)
+
+
+def volume_analysis(volume_ratio: np.ndarray) -> np.ndarray:
+    """``1 - |log2(ratio)| / 2``, ratio = volume of the last 4 windows over the mean volume of the same session
+    slots in the previous 5 sessions (so the intraday U-shape does not count): usual volume scores 1, half or
+    double 0.5, a quarter or four times (thin market, news spike) 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _clip(1.0 - np.abs(np.log2(np.asarray(volume_ratio, dtype=np.float64))) / 2.0)
+
+
+def technical_indicators(predicted_change: np.ndarray, sma_fast: np.ndarray, sma_slow: np.ndarray,
+                         rsi: np.ndarray) -> np.ndarray:
+    """``0.5 + 0.25 * d * sign(SMA5 - SMA20) + 0.25 * d * clip((RSI14 - 50) / 20, -1, 1)``, d the predicted
+    direction: moving-average crossover and RSI momentum both with the forecast score 1, both against it 0."""
+    direction = np.sign(np.asarray(predicted_change, dtype=np.float64))
+    crossover = np.sign(np.asarray(sma_fast) - np.asarray(sma_slow))
+    momentum = np.clip((np.asarray(rsi) - 50.0) / 20.0, -1.0, 1.0)
+    return _clip(0.5 + 0.25 * direction * crossover + 0.25 * direction * momentum)
+
+
+def time_of_day(slots_from_open: np.ndarray, slots_to_close: np.ndarray) -> np.ndarray:
+    """By the as-of window's place in its session: the first and last windows (the open's auction noise, or the
+    next step across the overnight gap) 0.5, the second and second-to-last 0.75, the rest 1. Early closes count
+    from their own close."""
+    edge = np.minimum(np.asarray(slots_from_open, dtype=np.float64), np.asarray(slots_to_close, dtype=np.float64))
+    score = np.select([edge <= 0, edge == 1, edge >= 2], [0.5, 0.75, 1.0], default=np.nan)
+    return _clip(score)
+
+
+def market_regime(recent_volatility: np.ndarray, long_volatility: np.ndarray, session_trend: np.ndarray,
+                  week_trend: np.ndarray) -> np.ndarray:
+    """Mean of volatility stability ``1 - |ln(session vol / week vol)| / ln 2`` (a doubling or halving of
+    volatility is a regime change, 0) and trend stability (the last session's and the last week's returns have the
+    same sign: 1, opposite: 0, either flat: 0.5)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.asarray(recent_volatility) / np.asarray(long_volatility)
+        volatility_stability = _clip(1.0 - np.abs(np.log(ratio)) / np.log(2.0))
+    agreement = np.sign(session_trend) * np.sign(week_trend)
+    trend_stability = _clip(0.5 + 0.5 * agreement)
+    return _clip((volatility_stability + trend_stability) / 2.0)
+
+
+def prediction_stability(mean_shift_over_halfwidth: np.ndarray) -> np.ndarray:
+    """``1 - mean |new - earlier| / half-width``: over the target windows this forecast shares with the last
+    ``STABILITY_FORECASTS`` forecasts of the symbol, the mean absolute change of the predicted close over the new
+    forecast's 80% half-width (1% of the predicted close where it has no interval). Forecasts that barely move
+    score 1; ones that jump by a whole interval 0; no earlier forecast 0.5."""
+    return _clip(1.0 - np.asarray(mean_shift_over_halfwidth, dtype=np.float64))
+
+
+def historical_accuracy(valid_share: np.ndarray, inside_80_share: np.ndarray) -> np.ndarray:
+    """Mean of the share of recent validations of the symbol (any model version) that were ``valid`` (not
+    ``needs_reprediction``; ``invalid`` ones, a bad bar, are not counted) and the share inside their 80% interval;
+    0.5 with fewer than ``MIN_RECENT_VALIDATIONS``."""
+    return _clip((np.asarray(valid_share) + np.asarray(inside_80_share)) / 2.0)
+
+
+# ------------------------------------------------------------------------------------------ the batch
+
+
+def confidence_scores(
+    forecasts: pd.DataFrame,
+    bars: pd.DataFrame,
+    recent_validations: pd.DataFrame | None,
+    recent_predictions: pd.DataFrame | None,
+    weights: Any,
+) -> pd.DataFrame:
+    """Confidence of every forecast of a batch: ``SCORE_COLUMNS``, one row per row of ``forecasts``.
+
+    ``forecasts``: ``FORECAST_COLUMNS`` (see ``forecast_summaries``). ``bars``: the symbols' usable stored bars
+    (``symbol``, ``window_start``, ``close``, ``volume``) reaching back a week and a lookback before the first
+    as-of window. ``recent_validations``: ``validations`` rows of target windows in the days before (None: none).
+    ``recent_predictions``: ``predictions`` rows (``symbol``, ``as_of_window``, ``target_window``,
+    ``predicted_close``, ``lower_80``, ``upper_80``) of the batch's forecasts and of the few as-of windows before
+    them (None: none). ``weights``: ``settings.confidence_factor_weights`` or a mapping of the ten names (sum 1).
+
+    The factors (each in [0, 1], 0.5 when its inputs are missing; details in each function's docstring):
+
+    - ``model_performance``: MASE 0.9 -> 1, 1.05 -> 0, linear; mean of the test-span and recent MASE scores.
+    - ``data_quality``: share of the lookback's session windows with a usable bar.
+    - ``market_volatility``: 1.5 - (session volatility / week volatility).
+    - ``trend_consistency``: 0.5 + 0.5 * direction * (session return / session volatility move).
+    - ``volume_analysis``: 1 - |log2(recent volume / same-slot norm)| / 2.
+    - ``technical_indicators``: 0.5 + 0.25 * direction * SMA5/SMA20 crossover + 0.25 * direction * RSI14 momentum.
+    - ``time_of_day``: first/last window of the session 0.5, second/second-to-last 0.75, else 1.
+    - ``market_regime``: mean of volatility stability and session/week trend agreement.
+    - ``prediction_stability``: 1 - mean shift from the last forecasts for the same targets / 80% half-width.
+    - ``historical_accuracy``: mean of the recent share ``valid`` and share inside the 80% interval.
+
+    ``confidence`` is the weighted sum, ``confidence_level`` its spec level (``confidence_level``).
+    """
+    share = factor_weights(weights)
+    if forecasts.empty:
+        return _empty_scores()
+    frame = forecasts.reset_index(drop=True).copy()
+    frame["as_of_window"] = pd.DatetimeIndex(pd.to_datetime(frame["as_of_window"])).tz_convert(NEW_YORK)
+    stats = _bar_statistics(frame, bars)
+    recent_mase, valid_share, inside_share = _validation_record(frame, recent_validations)
+    shifts = _forecast_shifts(frame, recent_predictions)
+    change = frame["predicted_change"].to_numpy(dtype=np.float64)
+
+    factors = {
+        "model_performance": model_performance(frame["test_mase"].to_numpy(dtype=np.float64), recent_mase),
+        "data_quality": data_quality(stats["present_share"]),
+        "market_volatility": market_volatility(stats["session_volatility"], stats["week_volatility"]),
+        "trend_consistency": trend_consistency(change, stats["session_trend"], stats["session_volatility"]),
+        "volume_analysis": volume_analysis(stats["volume_ratio"]),
+        "technical_indicators": technical_indicators(change, stats["sma_fast"], stats["sma_slow"], stats["rsi"]),
+        "time_of_day": time_of_day(stats["slots_from_open"], stats["slots_to_close"]),
+        "market_regime": market_regime(
+            stats["session_volatility"], stats["week_volatility"], stats["session_trend"], stats["week_trend"]
+        ),
+        "prediction_stability": prediction_stability(shifts),
+        "historical_accuracy": historical_accuracy(valid_share, inside_share),
+    }
+    confidence = np.sum([share[name] * factors[name] for name in CONFIDENCE_FACTORS], axis=0)
+    result = pd.DataFrame(
+        {
+            "symbol": frame["symbol"].to_numpy(),
+            "as_of_window": frame["as_of_window"].to_numpy(),
+            "confidence": confidence,
+            "confidence_level": confidence_level(confidence),
+            **{f"factor_{name}": factors[name] for name in CONFIDENCE_FACTORS},
+        }
+    )
+    result["as_of_window"] = frame["as_of_window"]
+    return result[list(SCORE_COLUMNS)]
+
+
+def _empty_scores() -> pd.DataFrame:
+    frame = pd.DataFrame({name: pd.Series(dtype="float64") for name in SCORE_COLUMNS})
+    frame["symbol"] = frame["symbol"].astype(object)
+    frame["confidence_level"] = frame["confidence_level"].astype(object)
+    frame["as_of_window"] = pd.Series(dtype=f"datetime64[ns, {NEW_YORK}]")
+    return frame
+
+
+def _bar_statistics(frame: pd.DataFrame, bars: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per forecast: the bar statistics the bar-based factors read, taken at its as-of window.
+
+    Bars are laid on the session calendar (a missing window is NaN, not filled), one symbol at a time, each
+    statistic a rolling window over that symbol's whole span (vectorized over the as-of windows).
+    """
+    names = ("present_share", "session_volatility", "week_volatility", "session_trend", "week_trend", "sma_fast",
+             "sma_slow", "rsi", "volume_ratio", "slots_from_open", "slots_to_close")
+    out = {name: np.full(len(frame), np.nan) for name in names}
+    as_of = pd.DatetimeIndex(frame["as_of_window"])
+    lookback = frame["lookback_steps"].to_numpy(dtype=np.int64)
+    first = as_of.min()
+    if bars is not None and not bars.empty:
+        stamps = pd.DatetimeIndex(pd.to_datetime(bars["window_start"]))
+        stamps = stamps.tz_localize(NEW_YORK) if stamps.tz is None else stamps.tz_convert(NEW_YORK)
+        first = min(first, stamps.min())
+    # Whole sessions to the last as-of window's day: its windows' distance to the close needs the full session.
+    calendar = session_windows(first, (as_of.max() + pd.Timedelta(days=1)).date())
+    day = pd.Series(calendar.date)
+    slot = day.groupby(day).cumcount().to_numpy()
+    to_close = day.groupby(day).transform("size").to_numpy() - slot - 1
+    positions = calendar.get_indexer(as_of)
+    on_calendar = positions >= 0
+    out["slots_from_open"][on_calendar] = slot[positions[on_calendar]]
+    out["slots_to_close"][on_calendar] = to_close[positions[on_calendar]]
+    if bars is None or bars.empty:
+        out["present_share"][:] = 0.0
+        return out
+
+    by_symbol = {symbol: rows for symbol, rows in bars.assign(_stamp=stamps).groupby("symbol", sort=False)}
+    for symbol, members in frame.groupby("symbol", sort=False).groups.items():
+        index = np.asarray(members)
+        where = positions[index]
+        ok = where >= 0
+        rows = by_symbol.get(symbol)
+        if rows is None:
+            out["present_share"][index] = 0.0
+            continue
+        rows = rows.drop_duplicates("_stamp", keep="last")
+        close = pd.Series(rows["close"].to_numpy(dtype=np.float64), index=rows["_stamp"]).reindex(calendar)
+        volume = pd.Series(rows["volume"].to_numpy(dtype=np.float64), index=rows["_stamp"]).reindex(calendar)
+        close = close.where(close > 0)
+        present = close.notna().to_numpy()
+        counted = np.concatenate([[0], np.cumsum(present)])
+        ends = np.where(ok, where + 1, 0)
+        starts = np.maximum(ends - lookback[index], 0)
+        out["present_share"][index] = np.where(ok, (counted[ends] - counted[starts]) / lookback[index], 0.0)
+
+        log_close = np.log(close)
+        returns = log_close.diff()
+        held = log_close.ffill()
+        gains, losses = returns.clip(lower=0.0), (-returns).clip(lower=0.0)
+        mean_gain = gains.rolling(14, min_periods=7).mean()
+        mean_loss = losses.rolling(14, min_periods=7).mean()
+        closes = np.exp(held)
+        slot_norm = volume.groupby(slot).transform(lambda series: series.shift(1).rolling(5, min_periods=2).mean())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            series = {
+                "session_volatility": returns.rolling(SESSION_STEPS, min_periods=SESSION_STEPS // 2).std(),
+                "week_volatility": returns.rolling(WEEK_STEPS, min_periods=2 * SESSION_STEPS).std(),
+                "session_trend": held - held.shift(SESSION_STEPS),
+                "week_trend": held - held.shift(WEEK_STEPS),
+                "sma_fast": closes.rolling(5, min_periods=3).mean(),
+                "sma_slow": closes.rolling(20, min_periods=10).mean(),
+                "rsi": 100.0 * mean_gain / (mean_gain + mean_loss),
+                "volume_ratio": volume.rolling(4, min_periods=1).sum() / slot_norm.where(volume.notna()).rolling(
+                    4, min_periods=1).sum(),
+            }
+        for name, values in series.items():
+            array = values.to_numpy(dtype=np.float64)
+            out[name][index[ok]] = array[where[ok]]
+    return out
+
+
+def _trailing_sums(
+    events: pd.DataFrame, keys: list[str], columns: list[str], frame: pd.DataFrame, span: pd.Timedelta
+) -> dict[str, np.ndarray]:
+    """For each forecast, sums of ``columns`` over events of its ``keys`` with target window in (as-of - span,
+    as-of]: cumulative sums and two binary searches per group, not a scan per forecast."""
+    sums = {name: np.zeros(len(frame)) for name in columns}
+    if events.empty:
+        return sums
+    times = pd.DatetimeIndex(events["target_window"]).asi8
+    events = events.assign(_time=times).sort_values([*keys, "_time"])
+    queries = pd.DatetimeIndex(frame["as_of_window"]).asi8
+    query_groups = {_as_tuple(group): rows for group, rows in frame.groupby(keys, sort=False).groups.items()}
+    for group, rows in events.groupby(keys, sort=False):
+        members = query_groups.get(_as_tuple(group))
+        if members is None:
+            continue
+        index = np.asarray(members)
+        stamps = rows["_time"].to_numpy()
+        high = np.searchsorted(stamps, queries[index], side="right")
+        low = np.searchsorted(stamps, queries[index] - span.value, side="right")
+        for name in columns:
+            cumulative = np.concatenate([[0.0], np.cumsum(rows[name].to_numpy(dtype=np.float64))])
+            sums[name][index] = cumulative[high] - cumulative[low]
+    return sums
+
+
+def _as_tuple(key: Any) -> tuple[Any, ...]:
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _validation_record(
+    frame: pd.DataFrame, validations: pd.DataFrame | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per forecast: recent MASE of its model version, and the symbol's recent share valid and inside 80%."""
+    missing = np.full(len(frame), np.nan)
+    if validations is None or validations.empty:
+        return missing, missing.copy(), missing.copy()
+    span = pd.Timedelta(days=RECENT_VALIDATION_DAYS)
+    errors = validations[validations["abs_error_pct"].notna() & validations["naive_abs_error_pct"].notna()]
+    errors = errors.assign(n=1.0, model=errors["abs_error_pct"].astype(float),
+                           naive=errors["naive_abs_error_pct"].astype(float))
+    by_version = _trailing_sums(errors, ["symbol", "model_version"], ["n", "model", "naive"], frame, span)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recent_mase = np.where(by_version["n"] >= MIN_RECENT_VALIDATIONS, by_version["model"] / by_version["naive"],
+                               np.nan)
+    judged = validations[validations["status"].isin(["valid", "needs_reprediction"])]
+    inside = judged["inside_80"].astype("boolean")
+    judged = judged.assign(n=1.0, valid=(judged["status"] == "valid").astype(float),
+                           inside=inside.fillna(False).astype(float), has_inside=inside.notna().astype(float))
+    by_symbol = _trailing_sums(judged, ["symbol"], ["n", "valid", "inside", "has_inside"], frame, span)
+    enough = by_symbol["n"] >= MIN_RECENT_VALIDATIONS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        valid_share = np.where(enough, by_symbol["valid"] / by_symbol["n"], np.nan)
+        inside_share = np.where(enough & (by_symbol["has_inside"] > 0), by_symbol["inside"] / by_symbol["has_inside"],
+                                np.nan)
+    # With a valid share but no interval (a model without intervals), the valid share stands alone.
+    inside_share = np.where(np.isnan(inside_share), valid_share, inside_share)
+    return recent_mase, valid_share, inside_share
+
+
+def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> np.ndarray:
+    """Per forecast: mean |its predicted close - an earlier forecast's| over its 80% half-width, over the target
+    windows it shares with the last ``STABILITY_FORECASTS`` forecasts of its symbol; NaN when none."""
+    shifts = np.full(len(frame), np.nan)
+    if predictions is None or predictions.empty:
+        return shifts
+    columns = ["symbol", "as_of_window", "target_window", "predicted_close", "lower_80", "upper_80"]
+    rows = predictions.reindex(columns=columns).copy()
+    rows["as_of"] = pd.DatetimeIndex(pd.to_datetime(rows["as_of_window"])).asi8
+    rows["target"] = pd.DatetimeIndex(pd.to_datetime(rows["target_window"])).asi8
+    rows = rows.drop_duplicates(["symbol", "as_of", "target"], keep="last")
+    wanted = frame[["symbol"]].assign(
+        as_of=pd.DatetimeIndex(frame["as_of_window"]).asi8, position=np.arange(len(frame))
+    )
+
+    pairs = []
+    windows = rows[["symbol", "as_of"]].drop_duplicates().sort_values(["symbol", "as_of"])
+    for symbol, mine in wanted.groupby("symbol", sort=False):
+        stamps = windows.loc[windows["symbol"] == symbol, "as_of"].to_numpy()
+        before = np.searchsorted(stamps, mine["as_of"].to_numpy(), side="left")
+        for back in range(1, STABILITY_FORECASTS + 1):
+            slot = before - back
+            ok = slot >= 0
+            if ok.any():
+                pairs.append(pd.DataFrame({"symbol": symbol, "as_of": mine["as_of"].to_numpy()[ok],
+                                           "earlier": stamps[slot[ok]], "position": mine["position"].to_numpy()[ok]}))
+    if not pairs:
+        return shifts
+    pairs_frame = pd.concat(pairs, ignore_index=True)
+    new = rows[["symbol", "as_of", "target", "predicted_close", "lower_80", "upper_80"]]
+    old = rows[["symbol", "as_of", "target", "predicted_close"]].rename(
+        columns={"as_of": "earlier", "predicted_close": "earlier_close"})
+    joined = pairs_frame.merge(new, on=["symbol", "as_of"]).merge(old, on=["symbol", "earlier", "target"])
+    if joined.empty:
+        return shifts
+    halfwidth = (joined["upper_80"] - joined["lower_80"]).to_numpy(dtype=np.float64) / 2.0
+    predicted = joined["predicted_close"].to_numpy(dtype=np.float64)
+    halfwidth = np.where(np.isfinite(halfwidth) & (halfwidth > 0), halfwidth, 0.01 * np.abs(predicted))
+    ratio = np.abs(predicted - joined["earlier_close"].to_numpy(dtype=np.float64)) / halfwidth
+    mean_ratio = pd.Series(ratio).groupby(joined["position"].to_numpy()).mean()
+    shifts[mean_ratio.index.to_numpy()] = mean_ratio.to_numpy()
+    return shifts
+
+
+__all__ = [
+    "FORECAST_COLUMNS",
+    "LEVELS",
+    "SCORE_COLUMNS",
+    "confidence_level",
+    "confidence_scores",
+    "factor_weights",
+    "forecast_summaries",
+    "model_test_mase",
+]
