@@ -4,12 +4,31 @@ from dagster import AssetSelection, define_asset_job
 
 from lstm_pipeline.partitions import market_bars_partitions, symbol_partitions
 
+WORKFLOW_CHAIN: tuple[str, ...] = (
+    "market_bars",
+    "predictions",
+    "validations",
+    "accuracy_metrics",
+    "trade_recommendations",
+    "alerts",
+)
+"""The assets one tick runs, in dependency order (Dagster orders them by their deps); their checks come along."""
+
 market_bars_update_job = define_asset_job(
     name="market_bars_update",
-    selection=AssetSelection.assets("market_bars", "predictions"),
+    selection=AssetSelection.assets(*WORKFLOW_CHAIN),
     partitions_def=market_bars_partitions,
-    description="Fetches and stores bars for a range of symbol-windows, checks them, and forecasts a week ahead from "
-    "each (blocking checks that fail stop the forecasts).",
+    description="The whole chain for a range of symbol-windows: fetches and checks bars, forecasts a week ahead from "
+    "each, validates the stored forecasts of those windows, updates accuracy, recommends trades and raises or "
+    "resolves alerts (blocking checks that fail stop everything downstream).",
+)
+
+reprediction_job = define_asset_job(
+    name="reprediction",
+    selection=AssetSelection.assets(*WORKFLOW_CHAIN),
+    partitions_def=market_bars_partitions,
+    description="Re-fetches one symbol-window's bar and re-forecasts it (tagged lstm_pipeline/reprediction_cause), "
+    "then reruns the chain for that window: the new forecast supersedes the one validation found wrong.",
 )
 
 lstm_model_training_job = define_asset_job(

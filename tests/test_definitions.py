@@ -23,7 +23,14 @@ def test_every_definition_resolves():
         assert defs.resolve_job_def(job.name).name == job.name
 
     sensors = {sensor.name: sensor for sensor in repository.sensor_defs}
-    assert set(sensors) == {"market_windows_sensor", "model_store_sensor"}
+    assert set(sensors) == {
+        "market_windows_sensor",
+        "model_store_sensor",
+        "reprediction_sensor",
+        "run_failure_alert_sensor",
+        "run_success_alert_sensor",
+    }
+    assert sensors["reprediction_sensor"].job_name == "reprediction"
     assert sensors["market_windows_sensor"].job_name == "market_bars_update"
     for name in sensors:
         assert defs.resolve_sensor_def(name).name == name
@@ -33,9 +40,13 @@ def test_every_definition_resolves():
     assert defs.resolve_schedule_def("market_close_schedule").cron_schedule == "40 16 * * 1-5"
 
     assert sorted(key.to_user_string() for key in defs.resolve_all_asset_keys()) == [
+        "accuracy_metrics",
+        "alerts",
         "lstm_model",
         "market_bars",
         "predictions",
+        "trade_recommendations",
+        "validations",
     ]
     for spec in defs.resolve_all_asset_specs():
         assert defs.resolve_assets_def(spec.key).key == spec.key

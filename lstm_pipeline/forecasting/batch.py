@@ -96,10 +96,12 @@ def alert_rows(skipped: Mapping[tuple[str, pd.Timestamp], tuple[str, str]], sour
                 "severity": SKIP_SEVERITY.get(kind, "warning"),
                 "message": reason,
                 "run_id": run_id,
+                "level": SKIP_SEVERITY.get(kind, "warning").upper(),
+                "alert_key": f"{kind}:{symbol}",
             }
             for (symbol, window), (kind, reason) in skipped.items()
         ],
-        columns=["source", "symbol", "as_of_window", "kind", "severity", "message", "run_id"],
+        columns=["source", "symbol", "as_of_window", "kind", "severity", "message", "run_id", "level", "alert_key"],
     )
 
 

@@ -172,7 +172,10 @@ ALERTS = Table(
     ),
     key=("source", "symbol", "as_of_window", "kind"),
     partition=("source", "symbol", "as_of_window"),
-    description="Something a step could not do for a symbol-window (skipped forecast, unusable model), with why.",
+    description="Something a step could not do or found wrong, with why. source 'predictions': a skipped forecast "
+    "of a symbol-window (replaced with its partition; level from severity). source 'alerts' (the alerts asset) and "
+    "'runs' (failed runs): one row per open condition, as_of_window = the window it was first raised at, written by "
+    "its full key so an update (level, message) or a resolution (resolved_at) replaces exactly that row.",
 )
 
 VALIDATIONS = Table(
@@ -211,7 +214,8 @@ ACCURACY_METRICS = Table(
         Column("window_start", "TIMESTAMPTZ", nullable=False),
         # The window as of which the metrics were computed (the partition's window).
         Column("span", "VARCHAR", nullable=False),
-        # ``day``, ``week`` or ``month``: the trailing span of validated targets.
+        # ``day``, ``week`` or ``month``: the validated targets of the last 26, 130 or 546 session windows up to
+        # and including window_start.
         Column("horizon_bucket", "VARCHAR", nullable=False),
         # ``1_step``, ``1_hour``, ``1_day`` or ``1_week``.
         Column("n", "BIGINT", nullable=False),
