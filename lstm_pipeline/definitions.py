@@ -27,6 +27,7 @@ from lstm_pipeline.schedules.market_close import build_market_close_schedule  # 
 from lstm_pipeline.sensors.market_windows import build_market_windows_sensor  # noqa: E402
 from lstm_pipeline.sensors.model_store import build_model_store_sensor  # noqa: E402
 from lstm_pipeline.sensors.repredictions import build_reprediction_sensor  # noqa: E402
+from lstm_pipeline.sensors.retraining import build_retraining_sensor  # noqa: E402
 from lstm_pipeline.sensors.run_failures import build_run_failure_sensors  # noqa: E402
 from lstm_pipeline.settings import get_settings  # noqa: E402
 
@@ -35,6 +36,7 @@ settings = get_settings()
 market_windows_sensor = build_market_windows_sensor(settings)
 model_store_sensor = build_model_store_sensor(settings)
 reprediction_sensor = build_reprediction_sensor(settings)
+retraining_sensor = build_retraining_sensor(settings)
 run_failure_sensors = build_run_failure_sensors()
 market_close_schedule = build_market_close_schedule(settings)
 
@@ -43,7 +45,7 @@ defs = Definitions(
     asset_checks=[market_bars_quality, lstm_model_loads],
     jobs=[market_bars_update_job, lstm_model_training_job, reprediction_job],
     schedules=[market_close_schedule],
-    sensors=[market_windows_sensor, model_store_sensor, reprediction_sensor, *run_failure_sensors],
+    sensors=[market_windows_sensor, model_store_sensor, reprediction_sensor, retraining_sensor, *run_failure_sensors],
     resources=build_resources(settings),
     # Steps of a run share one DuckDB writer; in-process execution avoids lock contention between them.
     executor=in_process_executor,

@@ -27,11 +27,13 @@ def test_every_definition_resolves():
         "market_windows_sensor",
         "model_store_sensor",
         "reprediction_sensor",
+        "retraining_sensor",
         "run_failure_alert_sensor",
         "run_success_alert_sensor",
     }
     assert sensors["reprediction_sensor"].job_name == "reprediction"
     assert sensors["market_windows_sensor"].job_name == "market_bars_update"
+    assert {job.name for job in sensors["retraining_sensor"].jobs} == {"lstm_model_training", "reprediction"}
     for name in sensors:
         assert defs.resolve_sensor_def(name).name == name
 

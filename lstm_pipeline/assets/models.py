@@ -3,13 +3,19 @@
 Thin on purpose: the numerics (features, split, training, mode choice, intervals, metrics, plot) live in
 ``lstm_pipeline.forecasting`` and import TensorFlow only when a run trains; this module imports neither, so loading
 the definitions stays cheap. Retraining a symbol is one click (Materialize on its partition) or one command
-(``python scripts/train_default_models.py --symbols AAPL``).
+(``python scripts/train_default_models.py --symbols AAPL``). Where a model already serves, the retrained one is a
+candidate: it replaces the serving model only if its MASE is lower on the candidate's held-out test span
+(``lstm_pipeline.forecasting.champion``); otherwise it is kept in ``models/.candidates/<SYMBOL>/<version>/`` and a
+WARNING alert ``challenger_rejected:<SYMBOL>`` (source ``models``) says why, resolved when a later candidate serves.
 """
 
 
 import base64
 import re
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
+import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -33,6 +39,10 @@ from lstm_pipeline.forecasting.store import ModelLoadError
 from lstm_pipeline.partitions import SYMBOL_DIMENSION, symbol_partitions
 from lstm_pipeline.resources.model_store import ModelStore
 from lstm_pipeline.resources.storage import PipelineStore
+
+if TYPE_CHECKING:
+    from lstm_pipeline.forecasting.champion import ChallengeResult
+    from lstm_pipeline.forecasting.training import TrainedModel
 
 
 class LstmTrainingConfig(Config):
@@ -89,7 +99,9 @@ def _metrics_table(horizons: dict[str, dict[str, float]]) -> str:
         "One LSTM per symbol, trained on its stored 15-minute bars (return features, training-span scaler, "
         "chronological train/validation/test split, early stopping, seeded). Recursive and direct 1-week forecasting "
         "are both trained and the better on the validation span is kept; metrics are on the held-out test span. "
-        "Saved atomically to the model store as models/<SYMBOL>/."
+        "Saved atomically to the model store as models/<SYMBOL>/ only if it beats the serving model on the "
+        "candidate's held-out test span (MASE vs naive, champion/challenger); otherwise kept aside in "
+        "models/.candidates/<SYMBOL>/<version>/ with a WARNING alert challenger_rejected:<SYMBOL>."
     ),
 )
 def lstm_model(
@@ -126,14 +138,21 @@ def lstm_model(
         trained = train_symbol(symbol, bars, settings, progress=context.log.info, trained_on=trained_on)
     except (TrainingDataError, FeatureError) as exc:
         raise Failure(description=str(exc), allow_retries=False) from None
-    location, version = model_store.save(trained)
-    context.log.info(f"Saved {symbol} model version {version} to {location}.")
+    decision, location, version, candidate_version = _champion_or_aside(
+        context, symbol, bars, trained, store, model_store
+    )
 
     record = trained.config.record
     horizons = trained.metrics["horizons"]
     metadata: dict[str, object] = {
         "model_version": MetadataValue.text(version),
         "model_location": MetadataValue.path(location),
+        "candidate_version": MetadataValue.text(candidate_version),
+        "champion_decision": MetadataValue.text(decision.decision),
+        "champion_reason": MetadataValue.text(decision.reason),
+        "candidate_mase": MetadataValue.float(_rounded(decision.candidate_mase)),
+        "current_mase": MetadataValue.float(_rounded(decision.current_mase)),
+        "comparison": MetadataValue.json(decision.as_dict()),
         "forecast_mode": MetadataValue.text(trained.config.forecast_mode),
         "mode_selection": MetadataValue.json(record["mode_selection"]),
         "trained_on": MetadataValue.text(trained_on),
@@ -153,6 +172,69 @@ def lstm_model(
             if key in values:
                 metadata[f"test_{name}_{key}"] = MetadataValue.float(round(float(values[key]), 6))
     return MaterializeResult(metadata=metadata, data_version=DataVersion(version))
+
+
+def _rounded(value: float | None) -> float:
+    return round(float(value), 6) if value is not None else float("nan")
+
+
+def _champion_or_aside(
+    context: AssetExecutionContext,
+    symbol: str,
+    bars: pd.DataFrame,
+    trained: "TrainedModel",
+    store: PipelineStore,
+    model_store: ModelStore,
+) -> tuple["ChallengeResult", str, str, str]:
+    """Champion/challenger (``lstm_pipeline.forecasting.champion``): the candidate replaces the serving model only if
+    it beats it on the candidate's held-out test span; otherwise it is kept aside and a WARNING alert says why.
+    Returns (decision, serving location, serving version, candidate version)."""
+    from lstm_pipeline.forecasting.champion import (
+        MODELS_SOURCE,
+        SERVE,
+        Contender,
+        challenge,
+        challenger_alert_rows,
+    )
+    from lstm_pipeline.forecasting.features import FeatureError
+
+    candidate = Contender(trained.config, trained.network, trained.scaler)
+    current: Contender | None = None
+    problem = None
+    try:
+        loaded = model_store.load(symbol)
+        current = Contender(loaded.config, loaded.network, loaded.scaler, loaded.version)
+    except ModelLoadError as exc:
+        problem = None if exc.problem == "does not exist" else str(exc)  # none yet vs one that is broken
+    try:
+        decision = challenge(symbol, bars, candidate, current)
+    except FeatureError as exc:  # a seed-layout model asking for features the bars cannot give
+        decision = challenge(symbol, bars, candidate, None)
+        decision = replace(decision, reason=f"the serving model cannot be evaluated on these bars ({exc})")
+    if current is None and problem is not None:
+        decision = replace(decision, reason=f"the serving model cannot serve ({problem})")
+    if decision.decision == SERVE:
+        location, version = model_store.save(trained)
+        candidate_version = version
+        context.log.info(f"Saved {symbol} model version {version} to {location}: {decision.reason}.")
+        serving_location = location
+    else:
+        location, candidate_version = model_store.save_candidate(trained)
+        version, serving_location = current.version, model_store.location(symbol)  # type: ignore[union-attr]
+        context.log.warning(
+            f"Kept {symbol} candidate {candidate_version} aside at {location}; {version} still serves: "
+            f"{decision.reason}."
+        )
+    open_alerts = store.read_rows(
+        "alerts", ["source = ?", "symbol = ?", "resolved_at IS NULL"], [MODELS_SOURCE, symbol]
+    )
+    rows = challenger_alert_rows(
+        symbol, decision, candidate_version, location, version, pd.Timestamp(bars["window_start"].iloc[-1]),
+        open_alerts, pd.Timestamp.now(tz="UTC"), context.run_id,
+    )
+    if len(rows):
+        store.replace_tables({"alerts": (rows[["source", "symbol", "as_of_window", "kind"]], rows)})
+    return decision, serving_location, version, candidate_version
 
 
 @asset_check(

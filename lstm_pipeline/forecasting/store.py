@@ -77,6 +77,16 @@ def model_folder(models_dir: Path | str, symbol: str) -> Path:
     return Path(models_dir) / symbol
 
 
+CANDIDATES_DIR = ".candidates"
+"""Folder under ``models_dir`` holding candidates that lost to the serving model: ``.candidates/<SYMBOL>/<version>/``.
+The leading dot keeps it out of every symbol's folder and of the store's per-symbol lookups."""
+
+
+def candidate_folder(models_dir: Path | str, symbol: str, version: str) -> Path:
+    """Where a candidate kept aside by champion/challenger lives."""
+    return Path(models_dir) / CANDIDATES_DIR / symbol / version
+
+
 def _read_config(folder: Path, symbol: str, legacy: bool) -> tuple[ModelConfig, bytes]:
     path = folder / CONFIG_FILE
     if not path.is_file():
@@ -399,4 +409,26 @@ def save_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(retired, ignore_errors=True)
+    return target, version
+
+
+def save_candidate(
+    models_dir: Path | str,
+    config: ModelConfig,
+    network: keras.Model,
+    scaler: FeatureScaler,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> tuple[Path, str]:
+    """Save a model aside as ``models_dir/.candidates/<symbol>/<version>/`` (same files and hash as ``save_model``;
+    the serving folder is untouched); returns (folder, version). ``load_model(folder, symbol)`` loads it."""
+    staging_root = Path(models_dir) / CANDIDATES_DIR / f".{config.symbol}.saving-{uuid.uuid4().hex[:8]}"
+    try:
+        saved, version = save_model(staging_root, config, network, scaler, extra_files)
+        target = candidate_folder(models_dir, config.symbol, version)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)  # the same content saved before: identical files
+        saved.rename(target)
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
     return target, version

@@ -1,7 +1,8 @@
 """The model store: where each symbol's LSTM lives, loaded once, health-checked, and refused clearly when broken.
 
 ``ModelStore`` is abstract (a remote store, say object storage, would subclass it); ``LocalModelStore`` keeps one
-folder per symbol under ``models_dir`` (``models/<SYMBOL>/``, see ``lstm_pipeline.forecasting.store``). Loaded
+folder per symbol under ``models_dir`` (``models/<SYMBOL>/``, see ``lstm_pipeline.forecasting.store``); candidates
+that lost to the serving model are kept aside in ``models/.candidates/<SYMBOL>/<version>/``, which no load reads. Loaded
 models are cached per process, keyed by the folder and its content hash: a retrained model has a new hash and is
 picked up on the next load, an unchanged one is never loaded twice. TensorFlow is imported only when a model is
 actually loaded, never when Dagster loads the definitions.
@@ -38,6 +39,11 @@ class ModelStore(ConfigurableResource, ABC):
     @abstractmethod
     def save(self, trained: TrainedModel) -> tuple[str, str]:
         """Store a trained model atomically; returns (where it was written, its version)."""
+
+    @abstractmethod
+    def save_candidate(self, trained: TrainedModel) -> tuple[str, str]:
+        """Keep a trained model aside without serving it (champion/challenger rejected it); returns (where, version).
+        Loads and versions of the symbol never see it."""
 
     @abstractmethod
     def version(self, symbol: str) -> str:
@@ -102,6 +108,14 @@ class LocalModelStore(ModelStore):
         from lstm_pipeline.forecasting.store import PLOT_FILE, save_model
 
         folder, version = save_model(
+            self.models_dir, trained.config, trained.network, trained.scaler, {PLOT_FILE: trained.plot_png}
+        )
+        return str(folder), version
+
+    def save_candidate(self, trained: TrainedModel) -> tuple[str, str]:
+        from lstm_pipeline.forecasting.store import PLOT_FILE, save_candidate
+
+        folder, version = save_candidate(
             self.models_dir, trained.config, trained.network, trained.scaler, {PLOT_FILE: trained.plot_png}
         )
         return str(folder), version
