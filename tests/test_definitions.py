@@ -30,6 +30,7 @@ def test_every_definition_resolves():
         "retraining_sensor",
         "run_failure_alert_sensor",
         "run_success_alert_sensor",
+        "run_canceled_alert_sensor",
     }
     assert sensors["reprediction_sensor"].job_name == "reprediction"
     assert sensors["market_windows_sensor"].job_name == "market_bars_update"

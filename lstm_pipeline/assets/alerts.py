@@ -4,8 +4,8 @@ Partitioned like ``market_bars`` and run last in the chain; each symbol of a run
 The asset is thin: a few reads through the store (validations, the as-of forecast's confidence, trade outcomes, the
 latest bars, the open alerts), one call of ``evaluation.alerting.evaluate_alerts`` for the whole run, one write. A
 condition that still holds updates its open row (same ``alert_key``, same first-raised window); one that clears gets
-``resolved_at``. Rows of other sources (``predictions``' skipped forecasts, ``runs``' failed runs) are counted here,
-never rewritten.
+``resolved_at``. Open rows of the run-status sensors (``runs``: failed and canceled runs; ``checks``: asset checks
+that did not pass) are counted in ``open_alerts_by_level`` here, never rewritten.
 """
 
 import time
@@ -15,6 +15,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 
 from lstm_pipeline.evaluation.alerting import (
     ACCURACY_SPAN,
+    CHECKS_SOURCE,
     RUNS_SOURCE,
     STALE_LOOKBACK,
     TRADE_SPAN,
@@ -76,12 +77,12 @@ def alerts(context: AssetExecutionContext, store: PipelineStore) -> MaterializeR
     predictions = store.read_rows("predictions", *_clause(_per_symbol("as_of_window", ends, None)))
     outcomes = store.read_rows("trade_outcomes", *_clause(_per_symbol("scored_window", ends, TRADE_SPAN)))
     bars = store.read_bars(symbols=symbols, start=min(ends.values()) - STALE_LOOKBACK, end=max(ends.values()) + WINDOW)
-    # Open alerts that have a lifecycle (this asset's and the run-failure sensor's); the per-window rows of
-    # ``predictions`` are replaced with their partition instead and are not counted here.
+    # Open alerts that have a lifecycle (this asset's, and the run-status sensors' for runs and checks); the
+    # per-window rows of ``predictions`` are replaced with their partition instead and are not counted here.
     stored_alerts = store.read_rows(
         "alerts",
-        [f"(source = ? AND symbol IN ({placeholders}) OR source = ?)", "resolved_at IS NULL"],
-        [WORKFLOW_SOURCE, *symbols, RUNS_SOURCE],
+        [f"(source = ? AND symbol IN ({placeholders}) OR source IN (?, ?))", "resolved_at IS NULL"],
+        [WORKFLOW_SOURCE, *symbols, RUNS_SOURCE, CHECKS_SOURCE],
     )
     read_seconds = time.perf_counter() - started
 

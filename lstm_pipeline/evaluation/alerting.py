@@ -11,6 +11,11 @@ Storage design: a workflow alert is one ``alerts`` row with ``source='alerts'`` 
 it was first raised at; it is written by its full key (source, symbol, as_of_window, kind), so an update or a
 resolution replaces exactly that row. While it is open there is one row per ``alert_key`` (``<kind>:<symbol>``);
 once resolved, the same condition raised again opens a new row at its new window, so history stays readable.
+
+Run and check alerts follow the same lifecycle with other sources: ``source='runs'`` (``run_failure_alert``,
+``run_canceled_alert``: one open row per job, resolved by the job's next success) and ``source='checks'``
+(``check_alerts``: one open row per asset check that did not pass, resolved when a later run's evaluation of the
+same check passes); the run-status sensors in ``lstm_pipeline.sensors.run_failures`` write them.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ LEVELS: tuple[str, ...] = ("INFO", "WARNING", "ERROR", "CRITICAL")
 WORKFLOW_SOURCE = "alerts"
 """``alerts.source`` of the rows the ``alerts`` asset writes."""
 RUNS_SOURCE = "runs"
-"""``alerts.source`` of the rows the run-failure sensor writes."""
+"""``alerts.source`` of the rows the run-status sensors write for failed and canceled runs."""
 
 PREDICTION_ERROR = "prediction_error"
 CONFIDENCE_LOW = "confidence_low"
@@ -367,6 +372,9 @@ def open_alerts_by_level(alerts: pd.DataFrame) -> dict[str, int]:
 
 
 RUN_FAILED = "run_failed"
+RUN_CANCELED = "run_canceled"
+RUN_ALERT_KINDS: tuple[str, ...] = (RUN_FAILED, RUN_CANCELED)
+"""Run alerts a later successful run of the same job resolves."""
 ALL_SYMBOLS = "*"
 """``alerts.symbol`` of a run alert: a run covers many symbols (its message lists them)."""
 
@@ -380,6 +388,37 @@ def first_sentence(text: str, limit: int = 300) -> str:
     end = line.find(". ")
     sentence = line if end < 0 else line[: end + 1]
     return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+
+
+def _run_alert(
+    kind: str,
+    level: str,
+    outcome: str,
+    job_name: str,
+    run_id: str,
+    detail: str,
+    at: pd.Timestamp,
+    open_alerts: pd.DataFrame,
+    symbols: list[str] | None,
+    window: pd.Timestamp | None,
+) -> pd.DataFrame:
+    key = alert_key(kind, job_name)
+    at = pd.Timestamp(at)
+    scope = f" for {', '.join(symbols)}" if symbols else ""
+    message = f"Run {run_id[:8]} of {job_name}{scope} {outcome}: {first_sentence(detail) or 'no error message'}"
+    current = open_alerts[
+        (open_alerts["source"] == RUNS_SOURCE) & (open_alerts["alert_key"] == key) & open_alerts["resolved_at"].isna()
+    ]
+    if len(current):
+        first_raised, created = current["as_of_window"].iloc[0], current["created_at"].iloc[0]
+    else:
+        first_raised = window if window is not None else at.tz_convert(NEW_YORK).floor(WINDOW)
+        created = at
+    return _frame([{
+        "source": RUNS_SOURCE, "symbol": ALL_SYMBOLS, "as_of_window": first_raised, "kind": kind,
+        "severity": level.lower(), "message": message, "run_id": run_id, "created_at": created, "level": level,
+        "alert_key": key, "resolved_at": pd.NaT,
+    }])
 
 
 def run_failure_alert(
@@ -396,33 +435,105 @@ def run_failure_alert(
     While a failure of the job is open, another failure updates that row (same first-raised window and created
     time, new message and run id) instead of adding one. ``window`` is the last window the run was for (its
     partitions), else the window the failure happened in; ``symbols`` its symbols, listed in the message."""
-    key = alert_key(RUN_FAILED, job_name)
-    failed_at = pd.Timestamp(failed_at)
-    scope = f" for {', '.join(symbols)}" if symbols else ""
-    message = f"Run {run_id[:8]} of {job_name}{scope} failed: {first_sentence(error) or 'no error message'}"
-    current = open_alerts[
-        (open_alerts["source"] == RUNS_SOURCE) & (open_alerts["alert_key"] == key) & open_alerts["resolved_at"].isna()
-    ]
-    if len(current):
-        first_raised, created = current["as_of_window"].iloc[0], current["created_at"].iloc[0]
-    else:
-        first_raised = window if window is not None else failed_at.tz_convert(NEW_YORK).floor(WINDOW)
-        created = failed_at
-    return _frame([{
-        "source": RUNS_SOURCE, "symbol": ALL_SYMBOLS, "as_of_window": first_raised, "kind": RUN_FAILED,
-        "severity": "error", "message": message, "run_id": run_id, "created_at": created, "level": "ERROR",
-        "alert_key": key, "resolved_at": pd.NaT,
-    }])
+    return _run_alert(RUN_FAILED, "ERROR", "failed", job_name, run_id, error, failed_at, open_alerts, symbols, window)
+
+
+def run_canceled_alert(
+    job_name: str,
+    run_id: str,
+    reason: str,
+    canceled_at: pd.Timestamp,
+    open_alerts: pd.DataFrame,
+    symbols: list[str] | None = None,
+    window: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """The ``alerts`` row (WARNING, ``alert_key`` ``run_canceled:<job>``) for a canceled run of ``job_name``: its
+    windows were not computed. Deduplicated like ``run_failure_alert``; ``reason`` is the cancel message."""
+    return _run_alert(
+        RUN_CANCELED, "WARNING", "was canceled", job_name, run_id, reason, canceled_at, open_alerts, symbols, window
+    )
 
 
 def run_success_resolution(job_name: str, run_id: str, succeeded_at: pd.Timestamp, open_alerts: pd.DataFrame
                            ) -> pd.DataFrame:
-    """The open ``run_failed:<job>`` alert, resolved because a later run of the job succeeded (empty if none)."""
-    key = alert_key(RUN_FAILED, job_name)
+    """The open ``run_failed:<job>`` and ``run_canceled:<job>`` alerts, resolved because a later run of the job
+    succeeded (empty if none)."""
+    keys = {alert_key(kind, job_name) for kind in RUN_ALERT_KINDS}
     current = open_alerts[
-        (open_alerts["source"] == RUNS_SOURCE) & (open_alerts["alert_key"] == key) & open_alerts["resolved_at"].isna()
+        (open_alerts["source"] == RUNS_SOURCE) & open_alerts["alert_key"].isin(keys) & open_alerts["resolved_at"].isna()
     ]
     resolved = current.reindex(columns=ALERT_ROW_COLUMNS).copy()
     resolved["resolved_at"] = pd.Timestamp(succeeded_at)
     resolved["message"] = resolved["message"] + f" Resolved: run {run_id[:8]} of {job_name} succeeded."
     return _frame(resolved.to_dict("records"))
+
+
+CHECKS_SOURCE = "checks"
+"""``alerts.source`` of the rows written for asset checks that did not pass."""
+CHECK_FAILED = "check_failed"
+CHECK_LEVEL = {"WARN": "WARNING", "ERROR": "ERROR"}
+"""Alert level of a failed check, by the check's severity."""
+CHECK_EVALUATION_COLUMNS: list[str] = ["asset", "check_name", "passed", "severity", "description"]
+
+
+def check_name(asset: str, check: str) -> str:
+    """How an alert names an asset check: ``<asset>.<check>`` (e.g. ``predictions.every_symbol_predicted``)."""
+    return f"{asset}.{check}"
+
+
+def check_alerts(
+    evaluations: pd.DataFrame,
+    open_alerts: pd.DataFrame,
+    now: pd.Timestamp,
+    run_id: str,
+    window: pd.Timestamp | None = None,
+    symbols: list[str] | None = None,
+) -> AlertEvaluation:
+    """Failed asset checks of one finished run as alerts; passed ones resolve the open alert of the same check.
+
+    ``evaluations`` holds the run's check evaluations (``CHECK_EVALUATION_COLUMNS``; severity ``WARN`` or
+    ``ERROR``); ``open_alerts`` the unresolved ``source='checks'`` rows. A check evaluated several times in the run
+    (once per partition) failed if any evaluation failed, at the highest failing severity, with the failing
+    descriptions as message. One alert per check: ``alert_key`` ``check_failed:<asset>.<check>``, ``symbol`` the
+    check's name ``<asset>.<check>`` (a check covers every symbol of its run, which the message lists; the table's
+    key needs the check there), ``as_of_window`` the window it was first raised at (the run's last window, else
+    the window ``now`` falls in). A check still failing updates its open row (same first-raised window and created
+    time, new level, message and run id); one that passes resolves it (``resolved_at`` = ``now``); a check the run
+    did not evaluate leaves its alert as it is."""
+    now = pd.Timestamp(now)
+    empty = AlertEvaluation(_empty_rows(), _empty_rows(), pd.DataFrame(columns=["symbol", "kind", "reason"]))
+    if evaluations.empty:
+        return empty
+    opened = open_alerts[(open_alerts["source"] == CHECKS_SOURCE) & open_alerts["resolved_at"].isna()]
+    open_by_key = {row.alert_key: row for row in opened.itertuples(index=False)}
+    scope = f" (run {run_id[:8]} for {', '.join(symbols)})" if symbols else f" (run {run_id[:8]})"
+    first_window = window if window is not None else now.tz_convert(NEW_YORK).floor(WINDOW)
+
+    upserts, resolutions, raised = [], [], set()
+    for (asset, check), group in evaluations.groupby(["asset", "check_name"], sort=True):
+        name = check_name(asset, check)
+        key = alert_key(CHECK_FAILED, name)
+        current = open_by_key.get(key)
+        failed = group[~group["passed"].astype(bool)]
+        if failed.empty:
+            if current is not None:
+                row = current._asdict()
+                row.update(resolved_at=now, message=f"{current.message} Resolved: {name} passed{scope}.")
+                resolutions.append(row)
+            continue
+        level = "ERROR" if (failed["severity"] == "ERROR").any() else "WARNING"
+        descriptions = [str(text) for text in failed["description"].dropna().unique() if str(text).strip()]
+        message = " ".join(descriptions) if descriptions else f"{name} did not pass."
+        if current is None:
+            raised.add(key)
+        upserts.append({
+            "source": CHECKS_SOURCE, "symbol": name,
+            "as_of_window": first_window if current is None else current.as_of_window, "kind": CHECK_FAILED,
+            "severity": level.lower(), "message": f"{message}{scope}", "run_id": run_id,
+            "created_at": now if current is None else current.created_at, "level": level, "alert_key": key,
+            "resolved_at": pd.NaT,
+        })
+    return AlertEvaluation(
+        upserts=_frame(upserts), resolutions=_frame(resolutions), not_evaluated=empty.not_evaluated,
+        raised_keys=frozenset(raised),
+    )

@@ -1,17 +1,30 @@
-"""The reprediction sensor: a forecast that validation found wrong is made again, once per symbol and cause.
+"""The reprediction sensor: a forecast that validation found wrong, or a model whose accuracy dropped, is made again,
+once per symbol and cause.
 
-Each tick reads the validations flagged ``needs_reprediction`` since its cursor (the last ``validated_at`` it
-consumed) and requests, per symbol and cause, ONE run of the ``reprediction`` job over the symbol's latest
+Two causes:
+
+- ``validation_error``: validations flagged ``needs_reprediction`` since the cursor's ``validated_at``.
+- ``accuracy_drop``: the ``accuracy_metrics`` rows computed since the cursor's ``metrics_computed_at``; for each
+  symbol its latest row (highest ``window_start``) of span ``week`` (the last 130 validated target windows) and
+  bucket ``1_day`` (horizon step 26: long enough that noise averages out, short enough to react within a day) is an
+  accuracy drop when ``mase_trend`` > ``MASE_DROP_MARGIN`` (0.1: MASE, the model's error over the naive forecast's,
+  worsened by more than a tenth of the naive error against the previous 130 windows) or ``reprediction_rate`` >
+  1 - ``alert_thresholds.model_accuracy_low`` (with the default 0.6: more than 40% of the span's validations
+  needed reprediction, the complement of the spec's model-accuracy alert). Rows with fewer than
+  ``MIN_METRIC_VALIDATIONS`` validations (``n``) are not judged.
+
+Each tick requests, per symbol and cause, ONE run of the ``reprediction`` job over the symbol's latest
 ``predictions`` partition: it re-fetches that window's bar (providers correct bars), checks it, forecasts again
 tagged ``lstm_pipeline/reprediction_cause=<cause>`` (the rows' reason reads ``reprediction: <cause>`` and the new
 forecast supersedes the old), and runs the rest of the chain for that window. Run keys
 ``reprediction:<symbol>:<cause>:<as_of_window>`` make Dagster launch each at most once.
 
-Guards, all kept in the JSON cursor so they survive a restart of the daemon: a cooldown per (symbol, cause)
+Guards (the same for both causes), all kept in the JSON cursor so they survive a restart of the daemon: what was
+read (``validated_at``, ``metrics_computed_at``: a restarted sensor reads nothing twice), a cooldown per (symbol, cause)
 (``workflow.reprediction_cooldown_minutes``: a symbol that keeps failing validation is repredicted at most that
 often; flags inside the cooldown are dropped), and a cap per tick (``workflow.max_repredictions_per_tick``: the
-rest wait, oldest first, for the next ticks, so one bad tick over 50 symbols does not launch 50 runs). Without a
-cursor (first start) only the last day's flags are read.
+rest wait, oldest first, for the next ticks, so one bad tick over 50 symbols does not launch 50 runs; the cap is
+shared by both causes). Without a cursor (first start) only the last day's flags and metrics are read.
 """
 
 from __future__ import annotations
@@ -41,7 +54,15 @@ from lstm_pipeline.settings import Settings
 Clock = Callable[[], pd.Timestamp]
 VALIDATION_ERROR = "validation_error"
 """Cause of a reprediction asked for by ``needs_reprediction`` validations."""
+ACCURACY_DROP = "accuracy_drop"
+"""Cause of a reprediction asked for by an accuracy drop in ``accuracy_metrics``."""
 NEEDS_REPREDICTION = "needs_reprediction"
+ACCURACY_DROP_SPAN = "week"
+ACCURACY_DROP_BUCKET = "1_day"
+MASE_DROP_MARGIN = 0.1
+"""An accuracy drop: the span's MASE is worse than the previous span's by more than this."""
+MIN_METRIC_VALIDATIONS = 10
+"""An accuracy_metrics row over fewer validations than this is not judged."""
 FIRST_TICK_LOOKBACK = pd.Timedelta(days=1)
 
 
@@ -59,17 +80,20 @@ class RepredictionCursor:
     """``SYMBOL:cause`` -> when its last reprediction was requested (for the cooldown)."""
     pending: dict[str, pd.Timestamp] = field(default_factory=dict)
     """``SYMBOL:cause`` -> the latest flagged window of a request the cap deferred to a later tick."""
+    metrics_computed_at: pd.Timestamp | None = None
+    """The newest ``accuracy_metrics.computed_at`` consumed: later ticks judge only newer rows."""
 
     @classmethod
     def from_json(cls, text: str | None) -> RepredictionCursor:
         if not text:
             return cls()
         data = json.loads(text)
-        stamp = data.get("validated_at")
+        stamp, metrics_stamp = data.get("validated_at"), data.get("metrics_computed_at")
         return cls(
             validated_at=pd.Timestamp(stamp) if stamp else None,
             last_requested={key: pd.Timestamp(value) for key, value in data.get("last_requested", {}).items()},
             pending={key: pd.Timestamp(value) for key, value in data.get("pending", {}).items()},
+            metrics_computed_at=pd.Timestamp(metrics_stamp) if metrics_stamp else None,
         )
 
     def to_json(self) -> str:
@@ -78,6 +102,8 @@ class RepredictionCursor:
                 "validated_at": self.validated_at.isoformat() if self.validated_at is not None else None,
                 "last_requested": {key: value.isoformat() for key, value in sorted(self.last_requested.items())},
                 "pending": {key: value.isoformat() for key, value in sorted(self.pending.items())},
+                "metrics_computed_at": self.metrics_computed_at.isoformat()
+                if self.metrics_computed_at is not None else None,
             },
             sort_keys=True,
         )
@@ -100,13 +126,18 @@ def plan_repredictions(
     cooldown: pd.Timedelta,
     max_per_tick: int,
     cause: str = VALIDATION_ERROR,
+    metrics_computed_at: pd.Timestamp | None = None,
 ) -> RepredictionPlan:
-    """Pure planning: ``flagged`` holds the new flagged validations (symbol, target_window, validated_at)."""
+    """Pure planning: ``flagged`` holds the new flags (symbol, target_window, validated_at, and optionally a
+    ``cause`` column; rows without one have ``cause``). ``metrics_computed_at``: the newest accuracy_metrics row
+    read this tick, which moves the cursor's ``metrics_computed_at``."""
     now = pd.Timestamp(now)
     candidates = dict(cursor.pending)
     if len(flagged):
-        for symbol, window in flagged.groupby("symbol")["target_window"].max().items():
-            key = f"{symbol}:{cause}"
+        causes = flagged["cause"].fillna(cause) if "cause" in flagged else pd.Series(cause, index=flagged.index)
+        latest = flagged.assign(cause=causes).groupby(["symbol", "cause"])["target_window"].max()
+        for (symbol, reason), window in latest.items():
+            key = f"{symbol}:{reason}"
             candidates[key] = max(window, candidates.get(key, window))
     last_requested = {key: stamp for key, stamp in cursor.last_requested.items() if now - stamp < cooldown}
     cooling = sorted(key for key in candidates if key in last_requested)
@@ -117,16 +148,53 @@ def plan_repredictions(
         symbol, _, reason = key.rpartition(":")
         requests.append((symbol, reason, window))
         last_requested[key] = now
-    consumed = flagged["validated_at"].max() if len(flagged) else None
-    validated_at = cursor.validated_at
-    if consumed is not None and not pd.isna(consumed):
-        validated_at = consumed if validated_at is None else max(validated_at, consumed)
+    consumed = flagged["validated_at"].max() if len(flagged) and "validated_at" in flagged else None
+    validated_at = _later(cursor.validated_at, consumed)
+    metrics_at = _later(cursor.metrics_computed_at, metrics_computed_at)
     return RepredictionPlan(
         requests=requests,
-        cursor=RepredictionCursor(validated_at, last_requested, {key: window for window, key in deferred}),
+        cursor=RepredictionCursor(
+            validated_at, last_requested, {key: window for window, key in deferred}, metrics_at
+        ),
         cooling_down=cooling,
         deferred=[key for _, key in deferred],
     )
+
+
+def _later(stamp: pd.Timestamp | None, other: pd.Timestamp | None) -> pd.Timestamp | None:
+    if other is None or pd.isna(other):
+        return stamp
+    return other if stamp is None else max(stamp, other)
+
+
+def accuracy_drops(metrics: pd.DataFrame, model_accuracy_low: float) -> pd.DataFrame:
+    """Which symbols' accuracy dropped, from ``accuracy_metrics`` rows (the rule is in the module docstring).
+
+    Returns symbol, target_window (the judged row's ``window_start``), cause and reason, one row per symbol whose
+    latest ``week``/``1_day`` row breaches; pure, for a whole batch of symbols."""
+    columns = ["symbol", "target_window", "cause", "reason"]
+    rows = metrics[(metrics["span"] == ACCURACY_DROP_SPAN) & (metrics["horizon_bucket"] == ACCURACY_DROP_BUCKET)]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    latest = rows.sort_values("window_start").groupby("symbol").tail(1)
+    latest = latest[latest["n"] >= MIN_METRIC_VALIDATIONS]
+    max_rate = 1 - model_accuracy_low
+    trend = pd.to_numeric(latest["mase_trend"], errors="coerce")
+    rate = pd.to_numeric(latest["reprediction_rate"], errors="coerce")
+    worse, repredicted = trend > MASE_DROP_MARGIN, rate > max_rate
+    dropped = latest[worse | repredicted]
+    reasons = [
+        " and ".join(
+            ([f"MASE worsened by {t:.2f} (> {MASE_DROP_MARGIN})"] if w else [])
+            + ([f"reprediction rate {r:.0%} (> {max_rate:.0%})"] if p else [])
+        )
+        for t, r, w, p in zip(trend[dropped.index], rate[dropped.index], worse[dropped.index],
+                              repredicted[dropped.index], strict=True)
+    ]
+    return pd.DataFrame({
+        "symbol": dropped["symbol"].tolist(), "target_window": dropped["window_start"].tolist(),
+        "cause": ACCURACY_DROP, "reason": reasons,
+    }, columns=columns)
 
 
 def latest_as_of_windows(store: PipelineStore, wanted: dict[str, pd.Timestamp]) -> dict[str, pd.Timestamp]:
@@ -150,8 +218,9 @@ def build_reprediction_sensor(settings: Settings, clock: Clock = new_york_now) -
         job=reprediction_job,
         minimum_interval_seconds=60,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Re-fetches and re-forecasts a symbol's latest window when its validations need reprediction: "
-        "one run per symbol and cause, with a cooldown and a cap per tick.",
+        description="Re-fetches and re-forecasts a symbol's latest window when its validations need reprediction "
+        "(validation_error) or its week/1_day accuracy dropped (accuracy_drop): one run per symbol and cause, with a "
+        "cooldown and a cap per tick.",
     )
     def reprediction_sensor(context: SensorEvaluationContext, store: PipelineStore) -> SensorResult | SkipReason:
         now = clock()
@@ -164,10 +233,28 @@ def build_reprediction_sensor(settings: Settings, clock: Clock = new_york_now) -
             where.append("target_window > ?")
             params.append(now - FIRST_TICK_LOOKBACK)
         flagged = store.read_rows("validations", where, params)
+        metrics_where: list[str] = ["span = ?", "horizon_bucket = ?"]
+        metrics_params: list[object] = [ACCURACY_DROP_SPAN, ACCURACY_DROP_BUCKET]
+        if cursor.metrics_computed_at is not None:
+            metrics_where.append("computed_at > ?")
+            metrics_params.append(cursor.metrics_computed_at)
+        else:
+            metrics_where.append("window_start > ?")
+            metrics_params.append(now - FIRST_TICK_LOOKBACK)
+        metrics = store.read_rows("accuracy_metrics", metrics_where, metrics_params)
+        drops = accuracy_drops(metrics, settings.alert_thresholds.model_accuracy_low)
+        for drop in drops.itertuples(index=False):
+            context.log.info(f"Accuracy drop for {drop.symbol} as of {drop.target_window}: {drop.reason}.")
+        frames = [frame for frame in (flagged.assign(cause=VALIDATION_ERROR), drops) if len(frame)]
+        candidates = pd.concat(frames, ignore_index=True) if len(frames) > 1 else flagged if len(flagged) else drops
         plan = plan_repredictions(
-            flagged, cursor, now, cooldown, workflow.max_repredictions_per_tick, VALIDATION_ERROR
+            candidates, cursor, now, cooldown, workflow.max_repredictions_per_tick, VALIDATION_ERROR,
+            metrics_computed_at=metrics["computed_at"].max() if len(metrics) else None,
         )
-        as_of = latest_as_of_windows(store, {symbol: window for symbol, _, window in plan.requests})
+        wanted: dict[str, pd.Timestamp] = {}
+        for symbol, _, window in plan.requests:  # a symbol due for both causes: its later flagged window
+            wanted[symbol] = max(window, wanted.get(symbol, window))
+        as_of = latest_as_of_windows(store, wanted)
         run_requests = []
         for symbol, cause, _ in plan.requests:
             key = window_key(as_of[symbol])
@@ -186,7 +273,9 @@ def build_reprediction_sensor(settings: Settings, clock: Clock = new_york_now) -
         if not run_requests:
             # The cursor still moves past what was read (and the cooldowns expire), so nothing is read twice.
             return SensorResult(
-                skip_reason=SkipReason(f"No reprediction due ({len(flagged)} new flagged validation(s))."),
+                skip_reason=SkipReason(
+                    f"No reprediction due ({len(flagged)} new flagged validation(s), {len(drops)} accuracy drop(s))."
+                ),
                 cursor=plan.cursor.to_json(),
             )
         return SensorResult(run_requests=run_requests, cursor=plan.cursor.to_json())

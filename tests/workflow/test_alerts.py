@@ -2,7 +2,17 @@
 
 import pandas as pd
 import pytest
-from dagster import materialize
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    Config,
+    DagsterEventType,
+    MaterializeResult,
+    asset,
+    build_run_status_sensor_context,
+    materialize,
+)
 
 from lstm_pipeline.assets.alerts import alerts
 from lstm_pipeline.evaluation.alerting import (
@@ -11,11 +21,13 @@ from lstm_pipeline.evaluation.alerting import (
     PREDICTION_ERROR,
     STALE_DATA,
     TRADE_SUCCESS_RATE_LOW,
+    check_alerts,
     evaluate_alerts,
     open_alerts_by_level,
     with_levels,
 )
 from lstm_pipeline.market.calendar import NEW_YORK, parse_window_key, session_windows
+from lstm_pipeline.sensors.run_failures import build_run_failure_sensors
 from lstm_pipeline.settings import AlertThresholds
 from lstm_pipeline.storage.rows import empty_frame
 from lstm_pipeline.storage.tables import ALERTS
@@ -225,3 +237,105 @@ def test_the_asset_raises_updates_and_resolves_through_the_store(instance, store
     assert run(keys[1])["resolved"].value == 1
     workflow = store.read_rows("alerts", ["source = ?"], ["alerts"])
     assert len(workflow) == 1 and workflow["resolved_at"].notna().all()
+
+
+# Failed asset checks -------------------------------------------------------------------------------------------
+
+
+class CheckOutcome(Config):
+    complete: bool = True
+    jumps_ok: bool = True
+
+
+@asset(
+    check_specs=[
+        AssetCheckSpec("complete_windows", asset="checked_bars"),
+        AssetCheckSpec("price_jumps", asset="checked_bars"),
+    ]
+)
+def checked_bars(config: CheckOutcome) -> MaterializeResult:
+    return MaterializeResult(
+        check_results=[
+            AssetCheckResult(
+                check_name="complete_windows", passed=config.complete, severity=AssetCheckSeverity.WARN,
+                description="Every window has a bar." if config.complete else "AAPL misses 3 of 26 windows.",
+            ),
+            AssetCheckResult(
+                check_name="price_jumps", passed=config.jumps_ok, severity=AssetCheckSeverity.ERROR,
+                description="No jump." if config.jumps_ok else "MSFT jumps 40% at 10:15.",
+            ),
+        ]
+    )
+
+
+def run_checks(instance, store, *, complete: bool, jumps_ok: bool = True):
+    """A real run of ``checked_bars`` with the given check outcomes, then the success sensor's tick for it."""
+    _, success_sensor, _ = build_run_failure_sensors()
+    result = materialize(
+        [checked_bars], instance=instance, tags={"dagster/partition": "AAPL"},
+        run_config={"ops": {"checked_bars": {"config": {"complete": complete, "jumps_ok": jumps_ok}}}},
+    )
+    assert result.success
+    (record,) = instance.get_records_for_run(result.run_id, of_type=DagsterEventType.RUN_SUCCESS).records
+    with build_run_status_sensor_context(
+        sensor_name=success_sensor.name, dagster_event=record.event_log_entry.dagster_event,
+        dagster_instance=instance, dagster_run=result.dagster_run, resources={"store": store},
+    ) as context:
+        success_sensor(context)
+    return result
+
+
+def check_rows(store) -> pd.DataFrame:
+    return store.read_rows("alerts", ["source = ?"], ["checks"]).sort_values("alert_key").reset_index(drop=True)
+
+
+def test_a_failed_warn_check_is_one_alert_updated_while_it_fails_and_resolved_when_it_passes(instance, store):
+    first = run_checks(instance, store, complete=False)
+    (alert,) = check_rows(store).itertuples(index=False)
+    assert (alert.source, alert.kind, alert.level, alert.severity) == ("checks", "check_failed", "WARNING", "warning")
+    assert alert.alert_key == "check_failed:checked_bars.complete_windows"
+    assert alert.symbol == "checked_bars.complete_windows"
+    assert alert.message.startswith("AAPL misses 3 of 26 windows.") and "AAPL" in alert.message
+    assert alert.run_id == first.run_id and pd.isna(alert.resolved_at)
+
+    second = run_checks(instance, store, complete=False)  # still failing: the same row, new run id
+    (again,) = check_rows(store).itertuples(index=False)
+    assert again.run_id == second.run_id
+    assert (again.as_of_window, again.created_at) == (alert.as_of_window, alert.created_at)
+
+    run_checks(instance, store, complete=True)  # a later run's evaluation passes: resolved, no new row
+    (resolved,) = check_rows(store).itertuples(index=False)
+    assert pd.notna(resolved.resolved_at) and "Resolved: checked_bars.complete_windows passed" in resolved.message
+
+    # An ERROR check failing is an ERROR alert; the WARN check, resolved before, stays resolved while it passes.
+    run_checks(instance, store, complete=True, jumps_ok=False)
+    rows = check_rows(store)
+    assert list(rows["alert_key"]) == [
+        "check_failed:checked_bars.complete_windows", "check_failed:checked_bars.price_jumps"
+    ]
+    assert list(rows["level"]) == ["WARNING", "ERROR"] and rows["resolved_at"].isna().tolist() == [False, True]
+    assert rows["message"].iloc[1].startswith("MSFT jumps 40% at 10:15.")
+
+
+def test_check_alerts_merge_a_checks_evaluations_and_leave_unevaluated_checks_alone():
+    evaluations = pd.DataFrame({
+        "asset": ["market_bars"] * 3 + ["predictions"],
+        "check_name": ["price_jumps", "price_jumps", "complete_windows", "every_symbol_predicted"],
+        "passed": [True, False, True, False],
+        "severity": ["WARN", "ERROR", "WARN", "WARN"],
+        "description": ["ok", "TSLA jumps 40%.", "ok", "Skipped: MSFT (2 window(s)): no model."],
+    })
+    stale = {
+        "source": "checks", "symbol": "market_bars.volume_positive", "as_of_window": AS_OF, "kind": "check_failed",
+        "severity": "warning", "message": "old", "run_id": "r0", "created_at": NOW, "level": "WARNING",
+        "alert_key": "check_failed:market_bars.volume_positive", "resolved_at": pd.NaT,
+    }
+    result = check_alerts(evaluations, pd.DataFrame([stale]), NOW, "run-2", window=AS_OF, symbols=["AAPL..TSLA"])
+    assert result.resolutions.empty  # volume_positive was not evaluated: its alert stays open, untouched
+    assert dict(zip(result.upserts["alert_key"], result.upserts["level"], strict=True)) == {
+        "check_failed:market_bars.price_jumps": "ERROR",
+        "check_failed:predictions.every_symbol_predicted": "WARNING",
+    }
+    assert result.raised_keys == set(result.upserts["alert_key"])
+    assert set(result.upserts["as_of_window"]) == {AS_OF}
+    assert check_alerts(evaluations.iloc[0:0], pd.DataFrame([stale]), NOW, "run-3").rows.empty

@@ -5,7 +5,7 @@ from dagster import SensorResult, build_sensor_context
 
 from lstm_pipeline.assets.predictions import forecast_reason
 from lstm_pipeline.market.calendar import NEW_YORK
-from lstm_pipeline.sensors.repredictions import REPREDICTION_CAUSE_TAG, build_reprediction_sensor
+from lstm_pipeline.sensors.repredictions import REPREDICTION_CAUSE_TAG, accuracy_drops, build_reprediction_sensor
 from lstm_pipeline.settings import Settings, WorkflowSettings
 from tests.helpers import FrozenClock
 
@@ -151,3 +151,86 @@ def test_a_requested_reprediction_refetches_the_window_and_records_the_cause(ins
     forecast = store.read_rows("predictions", ["symbol = ?", "as_of_window = ?"], ["AAPL", latest])
     assert len(forecast) and set(forecast["reason"]) == {"reprediction: validation_error"}
     assert result.asset_materializations_for_node("market_bars")  # the window's bar was fetched again
+
+
+# Accuracy drops ------------------------------------------------------------------------------------------------
+
+
+def metric_row(symbol: str, window: pd.Timestamp, mase_trend: float, reprediction_rate: float = 0.1, n: int = 130,
+               span: str = "week", bucket: str = "1_day", computed_at: str = "2026-11-24 15:20") -> dict:
+    return {
+        "symbol": symbol, "window_start": window, "span": span, "horizon_bucket": bucket, "n": n, "mase": 1.1,
+        "mase_trend": mase_trend, "reprediction_rate": reprediction_rate,
+        "computed_at": pd.Timestamp(computed_at, tz="UTC"),
+    }
+
+
+def store_metrics(store, *rows: dict) -> None:
+    frame = pd.DataFrame(list(rows))
+    store.replace_tables({"accuracy_metrics": (frame[["symbol", "window_start"]].drop_duplicates(), frame)})
+
+
+def test_the_accuracy_drop_rule_reads_the_latest_week_one_day_row():
+    low = Settings().alert_thresholds.model_accuracy_low  # 0.6: a reprediction rate above 40% is a drop
+    metrics = pd.DataFrame([
+        metric_row("AAPL", WINDOW_1, mase_trend=0.3),  # older row: the latest one (healthy) decides
+        metric_row("AAPL", WINDOW_2, mase_trend=0.02),
+        metric_row("MSFT", WINDOW_2, mase_trend=-0.2, reprediction_rate=0.45),  # too many repredictions
+        metric_row("GOOGL", WINDOW_2, mase_trend=0.11),  # MASE worse by more than the margin
+        metric_row("AMZN", WINDOW_2, mase_trend=0.5, n=5),  # too few validations to judge
+        metric_row("TSLA", WINDOW_2, mase_trend=0.5, bucket="1_step"),  # other buckets are not read
+        metric_row("NVDA", WINDOW_2, mase_trend=0.1, reprediction_rate=0.4),  # at the bounds: no drop
+    ])
+    drops = accuracy_drops(metrics, low)
+    assert dict(zip(drops["symbol"], drops["cause"], strict=True)) == {
+        "MSFT": "accuracy_drop", "GOOGL": "accuracy_drop"
+    }
+    reasons = dict(zip(drops["symbol"], drops["reason"], strict=True))
+    assert "reprediction rate 45%" in reasons["MSFT"] and "MASE worsened by 0.11" in reasons["GOOGL"]
+    assert set(drops["target_window"]) == {WINDOW_2}
+
+
+def test_an_accuracy_drop_requests_one_run_with_cooldown_and_a_cursor_surviving_restarts(instance, store):
+    clock = FrozenClock("2026-11-24 10:31")
+    store_metrics(store, metric_row("AAPL", WINDOW_2, mase_trend=0.25), metric_row("MSFT", WINDOW_2, mase_trend=0.0))
+    store_forecast(store, "AAPL", WINDOW_2)
+
+    first = tick(build_reprediction_sensor(settings(), clock), instance, store)
+    (request,) = first.run_requests
+    assert request.run_key == "reprediction:AAPL:accuracy_drop:2026-11-24-10:15"
+    assert request.partition_key == "AAPL|2026-11-24-10:15"
+    assert forecast_reason(request.tags) == "reprediction: accuracy_drop"
+
+    # A restarted sensor with the stored cursor reads nothing twice and requests nothing.
+    restarted = build_reprediction_sensor(settings(), clock)
+    assert tick(restarted, instance, store, first.cursor).run_requests == []
+
+    # The row recomputed (the reprediction's own run) within the cooldown: dropped; after it: one new request.
+    later = WINDOW_2 + pd.Timedelta(hours=1)
+    store_metrics(store, metric_row("AAPL", later, mase_trend=0.3, computed_at="2026-11-24 16:20"))
+    clock.set("2026-11-24 11:20")
+    cooled = tick(restarted, instance, store, first.cursor)
+    assert cooled.run_requests == []
+    store_metrics(store, metric_row("AAPL", later, mase_trend=0.3, computed_at="2026-11-24 16:40"))
+    clock.set("2026-11-24 11:45")
+    (again,) = tick(restarted, instance, store, cooled.cursor).run_requests
+    assert again.run_key == "reprediction:AAPL:accuracy_drop:2026-11-24-11:15"
+
+
+def test_both_causes_share_the_cap_and_count_separately(instance, store):
+    clock = FrozenClock("2026-11-24 10:31")
+    store_validations(store, "AAPL", WINDOW_1, ["needs_reprediction"], "2026-11-24 15:20")
+    store_metrics(
+        store, metric_row("AAPL", WINDOW_1, mase_trend=0.4), metric_row("MSFT", WINDOW_1, mase_trend=0.4),
+    )
+    sensor = build_reprediction_sensor(settings(cap=2), clock)
+    first = tick(sensor, instance, store)
+    second = tick(sensor, instance, store, first.cursor)
+    third = tick(sensor, instance, store, second.cursor)
+    assert len(first.run_requests) == 2 and len(second.run_requests) == 1 and third.run_requests == []
+    keys = sorted(request.run_key for request in first.run_requests + second.run_requests)
+    assert keys == [
+        "reprediction:AAPL:accuracy_drop:2026-11-24-10:00",
+        "reprediction:AAPL:validation_error:2026-11-24-10:00",
+        "reprediction:MSFT:accuracy_drop:2026-11-24-10:00",
+    ]

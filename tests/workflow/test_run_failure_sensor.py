@@ -1,7 +1,14 @@
-"""A failed run becomes one open ERROR alert per job; a repeated failure updates it; a success resolves it."""
+"""A failed (canceled) run is one open ERROR (WARNING) alert per job; a repeat updates it; a success resolves it."""
 
 import pandas as pd
-from dagster import DagsterEventType, asset, build_run_status_sensor_context, materialize
+from dagster import (
+    DagsterEventType,
+    DagsterRunStatus,
+    Definitions,
+    asset,
+    build_run_status_sensor_context,
+    materialize,
+)
 
 from lstm_pipeline.evaluation.alerting import first_sentence
 from lstm_pipeline.sensors.run_failures import build_run_failure_sensors, run_scope
@@ -41,7 +48,7 @@ def run_alerts(store) -> pd.DataFrame:
 
 
 def test_a_failed_run_becomes_one_error_alert_and_a_repeat_updates_it(instance, store):
-    failure_sensor, success_sensor = build_run_failure_sensors()
+    failure_sensor, success_sensor, _ = build_run_failure_sensors()
     first = run_and_notify(instance, store, failure_sensor, flaky_asset)
     (alert,) = run_alerts(store).itertuples(index=False)
     assert (alert.level, alert.kind, alert.symbol) == ("ERROR", "run_failed", "*")
@@ -86,5 +93,50 @@ def test_first_sentence_drops_the_exception_class_and_the_rest():
 
 
 def test_the_sensor_is_running_by_default():
-    failure_sensor, success_sensor = build_run_failure_sensors()
-    assert failure_sensor.default_status.value == "RUNNING" and success_sensor.default_status.value == "RUNNING"
+    sensors = build_run_failure_sensors()
+    assert [sensor.name for sensor in sensors] == [
+        "run_failure_alert_sensor", "run_success_alert_sensor", "run_canceled_alert_sensor"
+    ]
+    assert all(sensor.default_status.value == "RUNNING" for sensor in sensors)
+
+
+def notify(instance, store, sensor, run, status) -> None:
+    records = instance.get_records_for_run(run.run_id, of_type=status).records
+    with build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_event=records[-1].event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run.run_id),
+        resources={"store": store},
+    ) as context:
+        sensor(context)
+
+
+def test_a_canceled_run_is_a_warning_that_the_next_success_resolves(instance, store):
+    _, success_sensor, canceled_sensor = build_run_failure_sensors()
+    job = Definitions(assets=[steady_asset]).resolve_implicit_global_asset_job_def()
+    tags = {"dagster/partition": "MSFT"}
+
+    first = instance.create_run_for_job(job, tags=tags)
+    instance.report_run_canceled(first, message="Canceled from the UI by an operator. Nothing ran.")
+    assert instance.get_run_by_id(first.run_id).status == DagsterRunStatus.CANCELED
+    notify(instance, store, canceled_sensor, first, DagsterEventType.RUN_CANCELED)
+    (alert,) = run_alerts(store).itertuples(index=False)
+    assert (alert.level, alert.severity, alert.kind, alert.source) == ("WARNING", "warning", "run_canceled", "runs")
+    assert alert.alert_key == f"run_canceled:{job.name}" and pd.isna(alert.resolved_at)
+    assert "for MSFT was canceled: Canceled from the UI by an operator." in alert.message
+    assert "Nothing ran" not in alert.message
+
+    # Canceled again: the same open row is updated (new run id), no second row.
+    second = instance.create_run_for_job(job, tags=tags)
+    instance.report_run_canceled(second)
+    notify(instance, store, canceled_sensor, second, DagsterEventType.RUN_CANCELED)
+    (again,) = run_alerts(store).itertuples(index=False)
+    assert again.run_id == second.run_id and again.created_at == alert.created_at
+
+    # The job's next success resolves it.
+    succeeded = job.execute_in_process(instance=instance)
+    assert succeeded.success
+    notify(instance, store, success_sensor, succeeded.dagster_run, DagsterEventType.RUN_SUCCESS)
+    (resolved,) = run_alerts(store).itertuples(index=False)
+    assert pd.notna(resolved.resolved_at) and "succeeded" in resolved.message
