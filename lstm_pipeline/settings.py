@@ -159,6 +159,14 @@ def _valid_timezone(value: str) -> str:
     return value.strip()
 
 
+def _simulation_predictability(value: float) -> float:
+    if not 0.0 <= value <= 0.5:
+        raise ValueError(
+            "it is the lag-1 autocorrelation of the simulated 15-minute returns, a number from 0 (off) to 0.5"
+        )
+    return value
+
+
 def _loopback(host: str) -> bool:
     if host.lower() in LOOPBACK_HOSTS:
         return True
@@ -197,6 +205,9 @@ class MarketDataSettings(_Section):
 
     source: Literal["auto", "simulated", "polygon", "file"] = "auto"
     simulation_seed: int = 0
+    simulation_predictability: Annotated[float, AfterValidator(_simulation_predictability)] = 0.0
+    """Lag-1 autocorrelation of the simulated 15-minute returns (an AR(1) component, 0 to 0.5; 0 = none, today's
+    bars unchanged): a weak predictable effect so the embedded default can show a model beating naive."""
     polygon_base_url: Annotated[str, AfterValidator(_https_url)] = "https://api.polygon.io"
     requests_per_minute: float = Field(5.0, gt=0)
     max_retries: int = Field(5, ge=0)

@@ -53,7 +53,11 @@ def build_market_data(settings: Settings) -> MarketDataSource:
         return FileMarketData(
             path=market.file_path, column_map=market.file_column_map, timezone=market.file_timezone, delay_minutes=0
         )
-    return SimulatedMarketData(seed=market.simulation_seed, delay_minutes=market.delay_minutes)
+    return SimulatedMarketData(
+        seed=market.simulation_seed,
+        predictability=market.simulation_predictability,
+        delay_minutes=market.delay_minutes,
+    )
 
 
 def build_resources(settings: Settings) -> dict[str, object]:

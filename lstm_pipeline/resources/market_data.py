@@ -47,19 +47,30 @@ class MarketDataSource(ConfigurableResource, ABC):
 
 
 class SimulatedMarketData(MarketDataSource):
-    """The embedded simulated market: offline, deterministic per (symbol, seed)."""
+    """The embedded simulated market: offline, deterministic per (symbol, seed, predictability)."""
 
     seed: int = Field(default=0, description="Seed of the simulated paths; the same seed gives the same bars.")
+    predictability: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description="Lag-1 autocorrelation of the simulated 15-minute returns (an AR(1) component; 0 = none, the "
+        "default); see lstm_pipeline.market.simulated.",
+    )
 
     @property
     def source_name(self) -> str:
-        return f"simulated(seed={self.seed})"
+        from lstm_pipeline.market.simulated import simulation_source
+
+        return simulation_source(self.seed, self.predictability)
 
     def _fetch(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         from lstm_pipeline.market.calendar import session_windows
         from lstm_pipeline.market.simulated import simulate_bars
 
-        return simulate_bars(symbol, session_windows(start, end), seed=self.seed)
+        return simulate_bars(
+            symbol, session_windows(start, end), seed=self.seed, predictability=self.predictability
+        )
 
 
 class PolygonMarketData(MarketDataSource):
