@@ -1,0 +1,478 @@
+"""A walk-forward backtest over any bar history, through the same domain code the assets run. No Dagster.
+
+``run_backtest`` replays one or more symbols' bars: per symbol it trains on the first ``train_sessions`` sessions
+(``forecasting.training.train_symbol``, saved and loaded back through the model store exactly as ``lstm_model``
+does), forecasts the week ahead from every as-of window after that span (``forecasting.batch.forecast_windows``,
+all the origins of a retraining block in one call), and retrains every ``retrain_every`` sessions (0: never) on
+every bar before the block. Then, over all the forecasts at once, the live chain runs as it would have window by
+window: interval adaptation (``forecasting.bands.adapt_intervals``), validation (``validate_predictions``),
+confidence (``confidence_scores``), the skill gate's MASE (``accuracy_metrics``, span ``week``, bucket ``1_day``,
+as the ``trade_recommendations`` asset reads it), recommendations (``recommend_trades``) and their scoring
+(``score_recommendations``).
+
+Why one pass per step is honest: each of those functions is walk-forward by timestamps (a forecast as of W reads
+bars up to W, validations of targets up to W and forecasts made before W), so running them once over the whole
+replay gives each origin exactly what it would have known at its close. The forecasts themselves only ever see
+bars up to their block's last origin, and the models only bars before their block. ``tests/backtest`` checks it:
+perturbing the bars after an origin leaves that origin's forecast and validations unchanged.
+
+The two baseline bands of the issue (``forecasting.bands.baseline_bands``: naive and time-of-day) are scored on the
+same origins and targets, so the report's interval scores compare like with like.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from lstm_pipeline.evaluation.accuracy import (
+    HORIZON_BUCKETS,
+    accuracy_metrics,
+    confidence_separates,
+    error_by_confidence,
+    horizon_buckets,
+)
+from lstm_pipeline.evaluation.confidence import confidence_scores, forecast_summaries, model_test_mase
+from lstm_pipeline.evaluation.validation import INVALID, NEEDS_REPREDICTION, validate_predictions
+from lstm_pipeline.forecasting.batch import forecast_windows
+from lstm_pipeline.forecasting.training import TrainingDataError, TrainingSettings
+from lstm_pipeline.market.calendar import NEW_YORK
+from lstm_pipeline.settings import Settings
+from lstm_pipeline.trading.recommendations import HELD_BACK_RULES, NO_TRADE, recommend_trades
+from lstm_pipeline.trading.scoring import score_recommendations
+
+if TYPE_CHECKING:
+    from lstm_pipeline.forecasting.store import LoadedModel
+
+SKILL_SPAN = "week"
+SKILL_SPAN_WINDOWS = 130
+SKILL_BUCKET = "1_day"
+"""The skill gate's MASE: the same span and bucket the ``trade_recommendations`` asset reads from
+``accuracy_metrics`` (the last 130 validated targets, 26 steps ahead), computed at every origin."""
+WEEK_SESSIONS = 5
+"""Sessions after the training span the history must still hold: one week to forecast and validate."""
+HORIZONS = ("week",)
+BAND_KINDS = ("naive", "tod")
+COVERAGES = (80, 95)
+
+ModelFactory = Callable[[str, pd.DataFrame], "LoadedModel"]
+"""(symbol, the bars to train on) -> a model ready to forecast; the default trains with ``train_symbol``."""
+
+
+class BacktestDataError(ValueError):
+    """The bars cannot support the backtest asked for; the message is one sentence naming the symbol and the fix."""
+
+
+@dataclass
+class BacktestResult:
+    """What ``run_backtest`` produced: the report and every row behind it (the tables the assets would store)."""
+
+    report: dict[str, Any]
+    predictions: pd.DataFrame
+    validations: pd.DataFrame
+    recommendations: pd.DataFrame
+    outcomes: pd.DataFrame
+    scored: pd.DataFrame
+    """One row per counted validation with its bucket, interval scores and both bands' scores (report input)."""
+    models: pd.DataFrame
+    """One row per trained model: symbol, first and last origin it served, version, mode, training seconds."""
+    skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    bands_available: bool = True
+    intervals: str = "conformal (as trained)"
+    """Which intervals were scored: the model's conformal ones, or those adapted as the validations arrived."""
+
+    @property
+    def origins(self) -> int:
+        return int(self.predictions[["symbol", "as_of_window"]].drop_duplicates().shape[0])
+
+    @property
+    def origins_per_second(self) -> float:
+        """Origins replayed per second after training (forecasting, adaptation, validation, confidence, skill
+        gate, recommendations, scoring, baseline bands and the report)."""
+        seconds = self.timings.get("after_training_s", 0.0)
+        return self.origins / seconds if seconds > 0 else float("nan")
+
+
+def _bands_module() -> Any | None:
+    """``lstm_pipeline.forecasting.bands`` when it is importable (None: the band fields stay null)."""
+    try:
+        from lstm_pipeline.forecasting import bands
+    except ImportError:
+        return None
+    return bands
+
+
+def train_loaded_model(symbol: str, bars: pd.DataFrame, training: TrainingSettings | None = None) -> LoadedModel:
+    """Train like ``lstm_model`` does, save to a temporary model folder and load it back through the store, so
+    the backtest forecasts with exactly the weights, scaler and version the assets would serve."""
+    from lstm_pipeline.forecasting.store import load_model, save_model
+    from lstm_pipeline.forecasting.training import train_symbol
+
+    trained = train_symbol(symbol, bars, training, trained_on="backtest")
+    with tempfile.TemporaryDirectory(prefix="backtest-model-") as folder:
+        saved, _ = save_model(Path(folder), trained.config, trained.network, trained.scaler)
+        return load_model(saved, symbol)
+
+
+def _new_york(values: pd.Series) -> pd.Series:
+    if isinstance(values.dtype, pd.DatetimeTZDtype):  # skip to_datetime's per-element scan of aware stamps
+        return values.dt.tz_convert(NEW_YORK)
+    stamps = pd.to_datetime(values)
+    if stamps.dt.tz is None:
+        stamps = stamps.dt.tz_localize(NEW_YORK)
+    return stamps.dt.tz_convert(NEW_YORK)
+
+
+def _symbol_bars(bars: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    if bars is None or bars.empty or "symbol" not in bars.columns:
+        raise BacktestDataError("The backtest got no bars; pass a bar history with symbol, window_start and OHLCV.")
+    frame = bars.assign(window_start=_new_york(bars["window_start"]), symbol=bars["symbol"].astype(str))
+    return {
+        symbol: rows.sort_values("window_start", kind="stable").reset_index(drop=True)
+        for symbol, rows in frame.groupby("symbol", sort=True)
+    }
+
+
+def _blocks(symbol: str, rows: pd.DataFrame, train_sessions: int, retrain_every: int) -> list[pd.DatetimeIndex]:
+    """The as-of windows after the training span, split at every ``retrain_every`` sessions (one block for 0)."""
+    stamps = pd.DatetimeIndex(rows["window_start"])
+    days = pd.Index(stamps.date)
+    sessions = days.unique()
+    needed = train_sessions + WEEK_SESSIONS
+    if len(sessions) < needed:
+        raise BacktestDataError(
+            f"{symbol} has {len(sessions)} sessions of bars but training on {train_sessions} sessions and "
+            f"forecasting a week after them needs at least {needed}; pass a longer history or lower "
+            "--train-sessions."
+        )
+    forecast_sessions = sessions[train_sessions:]
+    step = retrain_every if retrain_every > 0 else len(forecast_sessions)
+    blocks = []
+    for start in range(0, len(forecast_sessions), step):
+        chosen = days.isin(forecast_sessions[start : start + step])
+        blocks.append(stamps[chosen])
+    return blocks
+
+
+def run_backtest(
+    bars: pd.DataFrame,
+    train_sessions: int,
+    retrain_every: int,
+    settings: Settings,
+    training: TrainingSettings | None = None,
+    model_factory: ModelFactory | None = None,
+    horizon: str = "week",
+    adapt: bool = True,
+) -> BacktestResult:
+    """Walk forward over ``bars`` (bar schema, one or more symbols); see the module docstring.
+
+    ``training`` sets how each model is trained (``TrainingSettings``: small ones keep tests fast);
+    ``model_factory`` replaces training altogether (symbol, bars before the block) -> ``LoadedModel``.
+    ``adapt`` recalibrates the intervals with ``forecasting.bands.adapt_intervals`` as the validations arrive.
+    Raises ``BacktestDataError`` (one sentence) when a symbol's history is too short for the request.
+    """
+    if horizon not in HORIZONS:
+        raise ValueError(f"horizon {horizon!r} is not supported; the backtest forecasts the 'week' ahead.")
+    if train_sessions < 1 or retrain_every < 0:
+        raise BacktestDataError(
+            f"train_sessions must be at least 1 and retrain_every at least 0 (got {train_sessions} and "
+            f"{retrain_every}); fix --train-sessions / --retrain-every."
+        )
+    factory = model_factory or (lambda symbol, rows: train_loaded_model(symbol, rows, training))
+    per_symbol = _symbol_bars(bars)
+    plans = {symbol: _blocks(symbol, rows, train_sessions, retrain_every) for symbol, rows in per_symbol.items()}
+    bands = _bands_module()
+
+    timings = {"training_s": 0.0, "forecasting_s": 0.0}
+    frames: list[pd.DataFrame] = []
+    summaries: list[pd.DataFrame] = []
+    models: list[dict[str, Any]] = []
+    skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
+    for symbol, blocks in plans.items():
+        rows = per_symbol[symbol]
+        for block in blocks:
+            started = time.perf_counter()
+            history = rows[rows["window_start"] < block[0]]
+            try:
+                model = factory(symbol, history)
+            except TrainingDataError as exc:
+                raise BacktestDataError(str(exc)) from None
+            trained_s = time.perf_counter() - started
+            timings["training_s"] += trained_s
+            started = time.perf_counter()
+            known = rows[rows["window_start"] <= block[-1]]
+            forecasts = forecast_windows({symbol: list(block)}, {symbol: model}, {symbol: known})
+            timings["forecasting_s"] += time.perf_counter() - started
+            skipped.update(forecasts.skipped)
+            frames.append(forecasts.rows)
+            summaries.append(
+                forecast_summaries(
+                    forecasts.rows,
+                    {symbol: model_test_mase(model.config.record)},
+                    {symbol: model.config.lookback_steps},
+                )
+            )
+            models.append({
+                "symbol": symbol, "first_origin": block[0], "last_origin": block[-1], "model_version": model.version,
+                "forecast_mode": model.config.forecast_mode, "trained_on_bars": len(history),
+                "training_seconds": round(trained_s, 2),
+            })
+
+    started = time.perf_counter()
+    all_bars = pd.concat(list(per_symbol.values()), ignore_index=True)
+    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if predictions.empty:
+        first = next(iter(skipped.values()), ("", "no origin could be forecast"))[1]
+        raise BacktestDataError(f"The backtest produced no forecast: {first}")
+    adapted = bands is not None and adapt and hasattr(bands, "adapt_intervals")
+    if adapted:
+        predictions = _adapted(bands, predictions, per_symbol)
+    step = time.perf_counter()
+    validations = validate_predictions(predictions, all_bars, None, settings.validation_threshold).rows
+    timings["validation_s"] = time.perf_counter() - step
+    step = time.perf_counter()
+    scores = confidence_scores(
+        pd.concat(summaries, ignore_index=True), all_bars, validations, predictions,
+        settings.confidence_factor_weights,
+    )
+    with_confidence = predictions.merge(scores, on=["symbol", "as_of_window"], how="left", validate="many_to_one")
+    timings["confidence_s"] = time.perf_counter() - step
+    step = time.perf_counter()
+    origins = predictions[["symbol", "as_of_window"]].drop_duplicates()
+    expected = [(symbol, window) for symbol, blocks in plans.items() for block in blocks for window in block]
+    recent_mase = skill_mase(validations, origins)
+    recommendations = recommend_trades(with_confidence, recent_mase, settings, origins=expected)
+    outcomes = score_recommendations(recommendations, all_bars, settings)
+    timings["recommendations_s"] = time.perf_counter() - step
+    step = time.perf_counter()
+    scored = scored_validations(validations, predictions, per_symbol, bands)
+    timings["bands_s"] = time.perf_counter() - step
+    step = time.perf_counter()
+    report = backtest_report(scored, validations, with_confidence, recommendations, outcomes)
+    timings["report_s"] = time.perf_counter() - step
+    timings["after_training_s"] = timings["forecasting_s"] + time.perf_counter() - started
+    return BacktestResult(
+        report=report,
+        predictions=with_confidence,
+        validations=validations,
+        recommendations=recommendations,
+        outcomes=outcomes,
+        scored=scored,
+        models=pd.DataFrame(models),
+        skipped=skipped,
+        timings={name: round(value, 4) for name, value in timings.items()},
+        bands_available=bands is not None,
+        intervals="adapted (forecasting.bands.adapt_intervals)" if adapted else "conformal (as trained)",
+    )
+
+
+def _adapted(bands: Any, predictions: pd.DataFrame, per_symbol: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each symbol's rows with their intervals recalibrated walk-forward by ``bands.adapt_intervals``."""
+    frames = [
+        bands.adapt_intervals(rows.reset_index(drop=True), per_symbol[str(symbol)])
+        for symbol, rows in predictions.groupby("symbol", sort=True)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def skill_mase(validations: pd.DataFrame, origins: pd.DataFrame) -> dict[tuple[str, pd.Timestamp], float]:
+    """(symbol, as_of_window) -> the walk-forward MASE the skill gate reads at that origin: ``accuracy_metrics``
+    over the validations whose targets are the last 130 session windows up to it (bucket ``1_day``)."""
+    wanted = origins.rename(columns={"as_of_window": "window_start"})[["symbol", "window_start"]]
+    metrics = accuracy_metrics(validations, wanted, spans={SKILL_SPAN: SKILL_SPAN_WINDOWS}).rows
+    chosen = metrics[(metrics["horizon_bucket"] == SKILL_BUCKET) & metrics["mase"].notna()]
+    stamps = _new_york(chosen["window_start"])
+    return {
+        (str(symbol), pd.Timestamp(window)): float(mase)
+        for symbol, window, mase in zip(chosen["symbol"], stamps, chosen["mase"], strict=True)
+    }
+
+
+def _winkler(bands: Any | None, lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, alpha: float) -> np.ndarray:
+    if bands is not None:
+        return np.asarray(bands.winkler_score(lower, upper, actual, alpha), dtype=np.float64)
+    below = np.clip(lower - actual, 0.0, None)
+    above = np.clip(actual - upper, 0.0, None)
+    return (upper - lower) + 2.0 / alpha * (below + above)
+
+
+def scored_validations(
+    validations: pd.DataFrame,
+    predictions: pd.DataFrame,
+    per_symbol: Mapping[str, pd.DataFrame],
+    bands: Any | None,
+) -> pd.DataFrame:
+    """The counted validations (not ``invalid``, in a horizon bucket) with their intervals, interval scores in % of
+    the as-of close, and both baseline bands' bounds and scores on the same (origin, target)."""
+    keys = ["symbol", "as_of_window", "target_window"]
+    frame = validations[validations["status"] != INVALID].copy()
+    frame = frame[np.isfinite(frame["actual_close"].to_numpy(dtype=np.float64))]
+    frame["as_of_window"] = _new_york(frame["as_of_window"])
+    frame["target_window"] = _new_york(frame["target_window"])
+    frame["horizon_bucket"] = horizon_buckets(frame) if len(frame) else pd.Series(dtype=object)
+    frame = frame[frame["horizon_bucket"].notna()]
+    intervals = predictions[[*keys, "lower_80", "upper_80", "lower_95", "upper_95"]].assign(
+        as_of_window=_new_york(predictions["as_of_window"]), target_window=_new_york(predictions["target_window"])
+    )
+    frame = frame.merge(intervals, on=keys, how="left").reset_index(drop=True)
+    actual = frame["actual_close"].to_numpy(dtype=np.float64)
+    last = frame["last_close"].to_numpy(dtype=np.float64)
+    for level in COVERAGES:
+        alpha = 1.0 - level / 100.0
+        lower = frame[f"lower_{level}"].to_numpy(dtype=np.float64)
+        upper = frame[f"upper_{level}"].to_numpy(dtype=np.float64)
+        frame[f"interval_score_{level}"] = 100.0 * _winkler(bands, lower, upper, actual, alpha) / last
+    for kind in BAND_KINDS:
+        for level in COVERAGES:
+            frame[f"{kind}_band_inside_{level}"] = np.nan
+            frame[f"{kind}_band_interval_score_{level}"] = np.nan
+    if bands is None or frame.empty:
+        return frame
+    band_frames = []
+    for symbol, rows in frame.groupby("symbol", sort=True):
+        origins = pd.DatetimeIndex(rows["as_of_window"].unique()).sort_values()
+        steps = int(rows["horizon_step"].max())
+        for kind in BAND_KINDS:
+            band = bands.baseline_bands(per_symbol[str(symbol)], origins, steps, kind)
+            band = band[["as_of_window", "target_window", "lower_80", "upper_80", "lower_95", "upper_95"]].assign(
+                symbol=str(symbol), kind=kind,
+                as_of_window=_new_york(band["as_of_window"]), target_window=_new_york(band["target_window"]),
+            )
+            band_frames.append(band)
+    band_rows = pd.concat(band_frames, ignore_index=True)
+    for kind in BAND_KINDS:
+        mine = band_rows[band_rows["kind"] == kind].drop(columns="kind")
+        joined = frame[keys].merge(mine, on=keys, how="left")
+        for level in COVERAGES:
+            lower = joined[f"lower_{level}"].to_numpy(dtype=np.float64)
+            upper = joined[f"upper_{level}"].to_numpy(dtype=np.float64)
+            known = np.isfinite(lower) & np.isfinite(upper)
+            inside = np.where(known, (lower <= actual) & (actual <= upper), np.nan)
+            frame[f"{kind}_band_inside_{level}"] = inside
+            alpha = 1.0 - level / 100.0
+            with np.errstate(invalid="ignore"):
+                score = _winkler(bands, lower, upper, actual, alpha)
+            frame[f"{kind}_band_interval_score_{level}"] = 100.0 * score / last
+    return frame
+
+
+def _mean(values: pd.Series | np.ndarray) -> float | None:
+    array = np.asarray(values, dtype=np.float64)
+    array = array[np.isfinite(array)]
+    return float(array.mean()) if len(array) else None
+
+
+def _bucket_report(rows: pd.DataFrame) -> dict[str, Any]:
+    actual = rows["actual_close"].to_numpy(dtype=np.float64)
+    predicted = rows["predicted_close"].to_numpy(dtype=np.float64)
+    last = rows["last_close"].to_numpy(dtype=np.float64)
+    naive = np.abs(last - actual).sum()
+    entry: dict[str, Any] = {
+        "n": int(len(rows)),
+        "mase": float(np.abs(predicted - actual).sum() / naive) if naive > 0 else None,
+        "directional_accuracy": _mean(np.sign(predicted - last) == np.sign(actual - last)),
+        "up_share": _mean(actual > last),
+    }
+    for level in COVERAGES:
+        entry[f"coverage_{level}"] = _mean(rows[f"inside_{level}"].astype("Float64").to_numpy(na_value=np.nan))
+    for level in COVERAGES:
+        entry[f"interval_score_{level}"] = _mean(rows[f"interval_score_{level}"])
+    for kind in BAND_KINDS:
+        for level in COVERAGES:
+            entry[f"{kind}_band_interval_score_{level}"] = _mean(rows[f"{kind}_band_interval_score_{level}"])
+    for kind in BAND_KINDS:
+        for level in COVERAGES:
+            entry[f"{kind}_band_coverage_{level}"] = _mean(rows[f"{kind}_band_inside_{level}"])
+    return entry
+
+
+def _recommendation_report(recommendations: pd.DataFrame, outcomes: pd.DataFrame) -> dict[str, Any]:
+    trades = recommendations[recommendations["action"] != NO_TRADE]
+    realized = outcomes["realized_return_pct"].to_numpy(dtype=np.float64) if len(outcomes) else np.array([])
+    hits = outcomes["hit"].dropna() if len(outcomes) else pd.Series(dtype="boolean")
+    held = recommendations["held_back_by"].dropna().value_counts()
+    return {
+        "count": int(len(trades)),
+        "scored": int(len(hits)),
+        "hit_rate": float(hits.astype(bool).mean()) if len(hits) else None,
+        "mean_net_return_pct": _mean(realized),
+        "withheld_by_rule": {rule: int(held.get(rule, 0)) for rule in HELD_BACK_RULES},
+    }
+
+
+def _confidence_report(validations: pd.DataFrame, forecasts: pd.DataFrame) -> dict[str, Any]:
+    table = error_by_confidence(validations, forecasts)
+    levels = {
+        str(row.confidence_level): {
+            "n": int(row.n),
+            "mean_abs_error_pct": None if pd.isna(row.mean_abs_error_pct) else float(row.mean_abs_error_pct),
+            "mase": None if pd.isna(row.mase) else float(row.mase),
+            "coverage_95": None if pd.isna(row.coverage_95) else float(row.coverage_95),
+        }
+        for row in table.itertuples()
+    }
+    return {"levels": levels, "separates": confidence_separates(table)}
+
+
+def _report(
+    scored: pd.DataFrame, validations: pd.DataFrame, forecasts: pd.DataFrame, recommendations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+) -> dict[str, Any]:
+    counted = validations[validations["status"] != INVALID]
+    rate = float((counted["status"] == NEEDS_REPREDICTION).mean()) if len(counted) else None
+    return {
+        "horizons": {
+            bucket: _bucket_report(scored[scored["horizon_bucket"] == bucket]) for bucket in HORIZON_BUCKETS
+        },
+        "reprediction_rate": rate,
+        "recommendations": _recommendation_report(recommendations, outcomes),
+        "error_by_confidence": _confidence_report(validations, forecasts),
+    }
+
+
+def backtest_report(
+    scored: pd.DataFrame,
+    validations: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    symbols: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """``{"symbols": {SYMBOL: REPORT}, "pooled": REPORT}``: per horizon bucket MASE, direction, coverage and
+    interval scores (mean Winkler in % of the as-of close) beside both baseline bands'; the reprediction rate;
+    the recommendations' count, hit rate, mean return after costs and how many each rule withheld; and error by
+    confidence level. A figure with nothing to count is None (null in JSON)."""
+    names = sorted(set(validations["symbol"].astype(str)) | set(recommendations["symbol"].astype(str))) \
+        if symbols is None else list(symbols)
+
+    def only(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
+        return frame[frame["symbol"].astype(str) == symbol] if len(frame) else frame
+
+    return {
+        "symbols": {
+            symbol: _report(only(scored, symbol), only(validations, symbol), only(forecasts, symbol),
+                            only(recommendations, symbol), only(outcomes, symbol))
+            for symbol in names
+        },
+        "pooled": _report(scored, validations, forecasts, recommendations, outcomes),
+    }
+
+
+__all__ = [
+    "BacktestDataError",
+    "BacktestResult",
+    "ModelFactory",
+    "backtest_report",
+    "run_backtest",
+    "scored_validations",
+    "skill_mase",
+    "train_loaded_model",
+]

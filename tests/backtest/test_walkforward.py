@@ -1,0 +1,150 @@
+"""The walk-forward backtest: report shape and values, retraining schedule, skill gate, and no look-ahead."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstm_pipeline.backtest import BacktestDataError, run_backtest
+from lstm_pipeline.backtest.walkforward import SKILL_SPAN_WINDOWS
+from lstm_pipeline.evaluation.accuracy import HORIZON_BUCKETS
+from lstm_pipeline.market.calendar import session_windows
+from lstm_pipeline.settings import Settings
+from lstm_pipeline.trading.recommendations import NO_SKILL_EVIDENCE, NO_TRADE
+from tests.backtest.conftest import RETRAIN_EVERY, TRAIN_SESSIONS, sim_history
+
+pytestmark = pytest.mark.slow
+
+BUCKET_FIELDS = {
+    "mase", "directional_accuracy", "up_share", "coverage_80", "coverage_95", "interval_score_80",
+    "interval_score_95", "naive_band_interval_score_80", "naive_band_interval_score_95",
+    "tod_band_interval_score_80", "tod_band_interval_score_95",
+}
+
+
+def _sessions(bars: pd.DataFrame, symbol: str) -> pd.Index:
+    stamps = pd.DatetimeIndex(bars.loc[bars["symbol"] == symbol, "window_start"]).tz_convert("America/New_York")
+    return pd.Index(stamps.date).unique().sort_values()
+
+
+def test_report_has_the_issue_shape(backtest):
+    report = backtest.report
+    assert set(report) == {"symbols", "pooled"}
+    assert set(report["symbols"]) == {"AAPL", "MSFT"}
+    for entry in [*report["symbols"].values(), report["pooled"]]:
+        assert list(entry["horizons"]) == list(HORIZON_BUCKETS)
+        for values in entry["horizons"].values():
+            assert BUCKET_FIELDS <= set(values)
+            assert all(values[name] is not None and math.isfinite(values[name]) for name in BUCKET_FIELDS)
+            assert 0 <= values["coverage_80"] <= values["coverage_95"] <= 1
+        assert {"count", "hit_rate", "mean_net_return_pct", "withheld_by_rule"} <= set(entry["recommendations"])
+        assert 0 <= entry["reprediction_rate"] <= 1
+        assert entry["error_by_confidence"]["levels"]
+
+
+def test_every_origin_after_the_training_span_is_forecast_and_gets_one_recommendation(backtest, history):
+    for symbol in ("AAPL", "MSFT"):
+        sessions = _sessions(history, symbol)
+        stamps = pd.DatetimeIndex(history.loc[history["symbol"] == symbol, "window_start"])
+        expected = stamps[pd.Index(stamps.tz_convert("America/New_York").date).isin(sessions[TRAIN_SESSIONS:])]
+        rows = backtest.predictions[backtest.predictions["symbol"] == symbol]
+        assert set(rows["as_of_window"]) == set(expected)
+        recommendations = backtest.recommendations[backtest.recommendations["symbol"] == symbol]
+        assert len(recommendations) == len(expected)
+        entry = backtest.report["symbols"][symbol]["recommendations"]
+        assert entry["count"] == int((recommendations["action"] != NO_TRADE).sum())
+        assert entry["count"] + sum(entry["withheld_by_rule"].values()) == len(expected)
+
+
+def test_models_retrain_every_n_sessions_on_the_bars_before_their_block(backtest, history, factory):
+    for symbol in ("AAPL", "MSFT"):
+        sessions = _sessions(history, symbol)
+        models = backtest.models[backtest.models["symbol"] == symbol].reset_index(drop=True)
+        starts = list(range(TRAIN_SESSIONS, len(sessions), RETRAIN_EVERY))
+        assert [row.first_origin.date() for row in models.itertuples()] == [sessions[i] for i in starts]
+        for row in models.itertuples():
+            trained_until = [last for name, last, _ in factory.requests if name == symbol and last < row.first_origin]
+            assert trained_until  # the model for this block saw bars strictly before it
+        served = backtest.predictions[backtest.predictions["symbol"] == symbol].merge(
+            models[["first_origin", "model_version"]], on="model_version"
+        )
+        assert (served["as_of_window"] >= served["first_origin"]).all()
+
+
+def test_pooled_figures_are_the_validations_figures(backtest):
+    validations = backtest.validations
+    counted = validations[validations["status"] != "invalid"]
+    one_step = counted[counted["horizon_step"] == 1]
+    actual, predicted, last = (one_step[c].to_numpy(float) for c in ("actual_close", "predicted_close", "last_close"))
+    pooled = backtest.report["pooled"]["horizons"]["1_step"]
+    assert pooled["mase"] == pytest.approx(np.abs(predicted - actual).sum() / np.abs(last - actual).sum(), rel=1e-12)
+    assert pooled["up_share"] == pytest.approx(np.mean(actual > last), rel=1e-12)
+    assert pooled["coverage_80"] == pytest.approx(one_step["inside_80"].astype(float).mean(), rel=1e-12)
+    rows = one_step.merge(backtest.predictions, on=["symbol", "as_of_window", "target_window"], suffixes=("", "_p"))
+    lower, upper = rows["lower_95"].to_numpy(float), rows["upper_95"].to_numpy(float)
+    winkler = upper - lower + 2 / 0.05 * (np.clip(lower - actual, 0, None) + np.clip(actual - upper, 0, None))
+    assert pooled["interval_score_95"] == pytest.approx(np.mean(100 * winkler / last), rel=1e-9)
+    assert backtest.report["pooled"]["reprediction_rate"] == pytest.approx(
+        (counted["status"] == "needs_reprediction").mean(), rel=1e-12
+    )
+    per_symbol = [backtest.report["symbols"][s]["horizons"]["1_day"]["n"] for s in ("AAPL", "MSFT")]
+    assert backtest.report["pooled"]["horizons"]["1_day"]["n"] == sum(per_symbol)
+
+
+def test_the_skill_gate_reads_only_the_mase_known_at_each_origin(backtest):
+    recommendations = backtest.recommendations
+    first = recommendations.sort_values("as_of_window").groupby("symbol").head(26)
+    assert (first["held_back_by"] == NO_SKILL_EVIDENCE).all()  # nothing validated one day ahead yet
+    validations = backtest.validations
+    day = validations[(validations["horizon_step"] == 26) & (validations["status"] != "invalid")]
+    known = recommendations[recommendations["recent_mase"].notna()]
+    assert len(known) > 0
+    for row in known.sample(5, random_state=0).itertuples():
+        calendar = session_windows(row.as_of_window - pd.Timedelta(days=30), row.as_of_window + pd.Timedelta(minutes=1))
+        span = calendar[-SKILL_SPAN_WINDOWS:]
+        mine = day[(day["symbol"] == row.symbol) & day["target_window"].isin(span)]
+        assert mine["target_window"].max() <= row.as_of_window
+        expected = (np.abs(mine["predicted_close"] - mine["actual_close"]).sum()
+                    / np.abs(mine["last_close"] - mine["actual_close"]).sum())
+        assert row.recent_mase == pytest.approx(expected, rel=1e-9)
+
+
+def test_bars_after_an_origin_change_nothing_known_at_it(backtest, history, factory):
+    """Perturb every bar after an origin: that origin's forecasts, intervals, confidence, recommendation and every
+    validation known at it are unchanged (and models serving up to it were trained on the same bars)."""
+    aapl = backtest.predictions[backtest.predictions["symbol"] == "AAPL"]
+    origins = np.sort(aapl["as_of_window"].unique())
+    origin = pd.Timestamp(origins[len(origins) // 2])
+    perturbed = history.copy()
+    later = pd.to_datetime(perturbed["window_start"]) > origin
+    for column in ("open", "high", "low", "close"):
+        perturbed.loc[later, column] = perturbed.loc[later, column] * 1.07
+    perturbed.loc[later, "volume"] = perturbed.loc[later, "volume"] * 3
+    again = run_backtest(perturbed, TRAIN_SESSIONS, RETRAIN_EVERY, Settings(), model_factory=factory)
+
+    def known(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+        rows = frame[frame[column] <= origin]
+        return rows.sort_values([c for c in ("symbol", "as_of_window", "target_window") if c in rows]).reset_index(
+            drop=True)
+
+    pd.testing.assert_frame_equal(known(backtest.predictions, "as_of_window"), known(again.predictions, "as_of_window"))
+    before = backtest.predictions[backtest.predictions["as_of_window"] > origin]
+    after = again.predictions[again.predictions["as_of_window"] > origin]
+    assert not np.allclose(before["last_close"].to_numpy(), after["last_close"].to_numpy())  # the change is real
+    pd.testing.assert_frame_equal(known(backtest.validations, "target_window"),
+                                  known(again.validations, "target_window"))
+    pd.testing.assert_frame_equal(known(backtest.recommendations, "as_of_window").drop(columns=["reason"]),
+                                  known(again.recommendations, "as_of_window").drop(columns=["reason"]))
+    for name, columns in (("scored", ["naive_band_interval_score_80", "tod_band_interval_score_95"]),):
+        mine = getattr(backtest, name)
+        other = getattr(again, name)
+        left = mine[mine["target_window"] <= origin].sort_values(["symbol", "as_of_window", "target_window"])
+        right = other[other["target_window"] <= origin].sort_values(["symbol", "as_of_window", "target_window"])
+        np.testing.assert_allclose(left[columns].to_numpy(float), right[columns].to_numpy(float), rtol=0, atol=0)
+
+
+def test_too_little_history_is_one_sentence():
+    bars = sim_history(("AAPL",), "2025-03-03", "2025-03-20")
+    with pytest.raises(BacktestDataError, match=r"^AAPL has 13 sessions of bars but training on 22 sessions .*\.$"):
+        run_backtest(bars, TRAIN_SESSIONS, 0, Settings(), model_factory=lambda symbol, rows: None)
