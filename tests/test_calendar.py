@@ -97,3 +97,15 @@ def test_a_week_ahead_from_an_early_close_starts_on_the_next_session():
     assert week[0] == pd.Timestamp("2026-11-30 09:30", tz=NEW_YORK)
     assert week[-1] == pd.Timestamp("2026-12-04 12:45", tz=NEW_YORK)
     assert len(week) == 4 * 26 + 14  # Mon-Thu whole, Friday 2026-12-04 09:30 .. 12:45 inclusive
+
+
+def test_week_ahead_windows_of_many_origins_equal_one_at_a_time_across_dst_holidays_and_early_closes():
+    from lstm_pipeline.market.calendar import week_ahead_windows, week_ahead_windows_many
+
+    # The spring DST change, then the autumn one and Thanksgiving week (a holiday and an early close).
+    origins = session_windows(pd.Timestamp("2026-02-27"), pd.Timestamp("2026-03-12"))
+    origins = origins.append(session_windows(pd.Timestamp("2026-10-26"), pd.Timestamp("2026-12-01")))
+    many = week_ahead_windows_many(list(reversed(origins)))  # any order, answered in the order given
+    for origin, windows in zip(reversed(origins), many, strict=True):
+        assert windows.equals(week_ahead_windows(origin)), origin
+    assert week_ahead_windows_many([]) == []

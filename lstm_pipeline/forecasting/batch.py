@@ -31,7 +31,7 @@ import pandas as pd
 
 from lstm_pipeline.forecasting.features import FeatureError, bar_features, future_windows
 from lstm_pipeline.forecasting.intervals import price_intervals
-from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, to_new_york
+from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, to_new_york, week_ahead_windows_many
 
 if TYPE_CHECKING:
     from lstm_pipeline.forecasting.store import LoadedModel
@@ -233,6 +233,8 @@ def _prepare(
     positions = features.index.get_indexer(pd.DatetimeIndex(present))
     lookback = config.lookback_steps
     pairs: list[_Pair] = []
+    # The week ahead of every as-of window in one calendar lookup (a lookup per window dominated long backfills).
+    weeks = dict(zip(present, week_ahead_windows_many(present), strict=True)) if horizon_steps is None else {}
     for window, position in zip(present, positions, strict=True):
         available = position + 1 if position >= 0 else 0
         if available < lookback:
@@ -243,7 +245,7 @@ def _prepare(
             )
             continue
         try:
-            targets = future_windows(window, horizon_steps)
+            targets = weeks[window] if horizon_steps is None else future_windows(window, horizon_steps)
         except ValueError as exc:
             skipped[(symbol, window)] = (HORIZON_TOO_LONG, _sentence(exc))
             continue

@@ -8,6 +8,7 @@ exchange calendar comes from ``exchange_calendars`` (XNYS), which carries holida
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -117,6 +118,21 @@ def _week_ahead_windows(as_of: pd.Timestamp) -> pd.DatetimeIndex:
     wall = as_of.tz_localize(None) + pd.Timedelta(days=WEEK_DAYS)
     last = wall.tz_localize(NEW_YORK, ambiguous=True, nonexistent="shift_forward")
     return session_windows(as_of + WINDOW, last + pd.Timedelta(minutes=1))
+
+
+def week_ahead_windows_many(as_of_windows: Sequence[pd.Timestamp] | pd.DatetimeIndex) -> list[pd.DatetimeIndex]:
+    """``week_ahead_windows`` of many as-of windows at once, in their order: one calendar lookup for the whole span
+    and a binary search per origin, so a year of origins costs milliseconds rather than a lookup each."""
+    stamps = pd.DatetimeIndex(as_of_windows)
+    if len(stamps) == 0:
+        return []
+    stamps = stamps.tz_localize(NEW_YORK) if stamps.tz is None else stamps.tz_convert(NEW_YORK)
+    walls = stamps.tz_localize(None) + pd.Timedelta(days=WEEK_DAYS)
+    lasts = walls.tz_localize(NEW_YORK, ambiguous=np.ones(len(walls), dtype=bool), nonexistent="shift_forward")
+    calendar = session_windows(stamps.min() + WINDOW, lasts.max() + pd.Timedelta(minutes=1))
+    firsts = calendar.searchsorted(stamps, side="right")
+    ends = calendar.searchsorted(lasts, side="right")
+    return [calendar[first:end] for first, end in zip(firsts, ends, strict=True)]
 
 
 def is_session_window(ts: datetime | pd.Timestamp) -> bool:

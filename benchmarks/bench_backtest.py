@@ -1,0 +1,63 @@
+"""Backtest speed after training, in origins per second: a year of one real symbol, direct and recursive models.
+
+Reads FXY's two years of 1-minute bars from ``../shared/data/real_bars_1m_2y/`` (aggregated to 15-minute windows,
+naive UTC stamps), trains once on the first 200 sessions (2 epochs: the speed after training does not depend on the
+weights), then times ``run_backtest`` over every later origin with the model cached, twice, and prints the second
+run's per-stage timings. Goal (issue #14): at least 10,000 origins per second for a direct model on 2 cores.
+
+    python benchmarks/bench_backtest.py [direct|recursive ...] [--symbol FXY]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_bars_1m_2y"
+
+
+def main() -> int:
+    from lstm_pipeline.backtest.cli import load_bars
+    from lstm_pipeline.backtest.walkforward import run_backtest, train_loaded_model
+    from lstm_pipeline.forecasting.training import TrainingSettings
+    from lstm_pipeline.settings import load_settings
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modes", nargs="*", default=["direct", "recursive"])
+    parser.add_argument("--symbol", default="FXY")
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"{DATA} is not here; this benchmark needs the shared real bars.")
+        return 0
+    started = time.perf_counter()
+    bars = load_bars(DATA, [args.symbol], "UTC")
+    print(f"read {len(bars):,} 15-minute bars of {args.symbol} in {time.perf_counter() - started:.1f} s")
+    settings = load_settings(environ={})
+    for mode in args.modes:
+        training = TrainingSettings(modes=(mode,), max_epochs=2)
+        cache: dict[tuple[str, int], object] = {}
+
+        def factory(symbol, rows, training=training, cache=cache):
+            key = (symbol, len(rows))
+            if key not in cache:
+                cache[key] = train_loaded_model(symbol, rows, training)
+            return cache[key]
+
+        started = time.perf_counter()
+        run_backtest(bars, 200, 0, settings, model_factory=factory)
+        first = time.perf_counter() - started
+        result = run_backtest(bars, 200, 0, settings, model_factory=factory)
+        stages = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.timings.items() if name != "training_s")
+        print(
+            f"{mode:9s}: {result.origins:,} origins; first run (training included) {first:.1f} s; after training "
+            f"{result.timings['after_training_s']:.2f} s = {result.origins_per_second:,.0f} origins/s ({stages})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
