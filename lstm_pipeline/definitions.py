@@ -15,13 +15,19 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 
 from lstm_pipeline.assets.accuracy_metrics import accuracy_metrics  # noqa: E402
 from lstm_pipeline.assets.alerts import alerts  # noqa: E402
+from lstm_pipeline.assets.backtest_report import backtest_report  # noqa: E402
 from lstm_pipeline.assets.market_bars import market_bars  # noqa: E402
 from lstm_pipeline.assets.market_bars_checks import market_bars_quality  # noqa: E402
 from lstm_pipeline.assets.models import lstm_model, lstm_model_loads  # noqa: E402
 from lstm_pipeline.assets.predictions import predictions  # noqa: E402
 from lstm_pipeline.assets.trade_recommendations import trade_recommendations  # noqa: E402
 from lstm_pipeline.assets.validations import validations  # noqa: E402
-from lstm_pipeline.jobs import lstm_model_training_job, market_bars_update_job, reprediction_job  # noqa: E402
+from lstm_pipeline.jobs import (  # noqa: E402
+    backtest_job,
+    lstm_model_training_job,
+    market_bars_update_job,
+    reprediction_job,
+)
 from lstm_pipeline.resources import build_resources  # noqa: E402
 from lstm_pipeline.schedules.market_close import build_market_close_schedule  # noqa: E402
 from lstm_pipeline.sensors.market_windows import build_market_windows_sensor  # noqa: E402
@@ -41,9 +47,10 @@ run_failure_sensors = build_run_failure_sensors()
 market_close_schedule = build_market_close_schedule(settings)
 
 defs = Definitions(
-    assets=[market_bars, lstm_model, predictions, validations, accuracy_metrics, trade_recommendations, alerts],
+    assets=[market_bars, lstm_model, predictions, validations, accuracy_metrics, trade_recommendations, alerts,
+            backtest_report],
     asset_checks=[market_bars_quality, lstm_model_loads],
-    jobs=[market_bars_update_job, lstm_model_training_job, reprediction_job],
+    jobs=[market_bars_update_job, lstm_model_training_job, reprediction_job, backtest_job],
     schedules=[market_close_schedule],
     sensors=[market_windows_sensor, model_store_sensor, reprediction_sensor, retraining_sensor, *run_failure_sensors],
     resources=build_resources(settings),

@@ -37,3 +37,10 @@ lstm_model_training_job = define_asset_job(
     partitions_def=symbol_partitions,
     description="Retrains one symbol's LSTM from its stored market_bars and saves it to the model store.",
 )
+
+backtest_job = define_asset_job(
+    name="backtest",
+    selection=AssetSelection.assets("backtest_report"),
+    description="Walk-forward backtest of the live pipeline on a bar file or folder (set bars_path in the launchpad); "
+    "writes the Markdown report beside the DuckDB file and records it as backtest_report's metadata.",
+)

@@ -18,7 +18,12 @@ def test_every_definition_resolves():
     Definitions.validate_loadable(defs)
     repository = defs.get_repository_def()
 
-    assert {job.name for job in defs.resolve_all_job_defs()} >= {"market_bars_update", "lstm_model_training"}
+    jobs = {job.name for job in defs.resolve_all_job_defs()}
+    assert jobs >= {"market_bars_update", "lstm_model_training", "backtest"}
+    backtest_assets = defs.resolve_job_def("backtest").asset_layer.selected_asset_keys
+    assert {key.to_user_string() for key in backtest_assets} == {"backtest_report"}
+    chain_assets = defs.resolve_job_def("market_bars_update").asset_layer.selected_asset_keys
+    assert "backtest_report" not in {key.to_user_string() for key in chain_assets}
     for job in repository.get_all_jobs():
         assert defs.resolve_job_def(job.name).name == job.name
 
@@ -45,6 +50,7 @@ def test_every_definition_resolves():
     assert sorted(key.to_user_string() for key in defs.resolve_all_asset_keys()) == [
         "accuracy_metrics",
         "alerts",
+        "backtest_report",
         "lstm_model",
         "market_bars",
         "predictions",

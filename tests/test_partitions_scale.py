@@ -40,6 +40,6 @@ def test_definitions_load_without_tensorflow_or_great_expectations():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.strip().splitlines()[-1] == str(
-        sorted(["accuracy_metrics", "alerts", "lstm_model", "market_bars", "predictions", "trade_recommendations",
-                "validations"])
+        sorted(["accuracy_metrics", "alerts", "backtest_report", "lstm_model", "market_bars", "predictions",
+                "trade_recommendations", "validations"])
     )
