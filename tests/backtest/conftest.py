@@ -5,6 +5,7 @@ run over perturbed bars retrains only where its training bars really differ, and
 saw.
 """
 
+import dataclasses
 import hashlib
 import os
 
@@ -13,21 +14,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pandas as pd
 import pytest
 
-from lstm_pipeline.forecasting.training import TrainingSettings
 from lstm_pipeline.market.calendar import session_windows
 from lstm_pipeline.market.simulated import simulate_bars
+from tests.forecasting.conftest import TINY_SETTINGS
 
-TINY = TrainingSettings(
-    lookback_steps=8,
-    horizon_steps=130,
-    lstm_units=(8,),
-    max_epochs=2,
-    patience=1,
-    batch_size=64,
-    min_origins=20,
-    max_bars=None,
-    modes=("direct",),
-)
+TINY = dataclasses.replace(TINY_SETTINGS, modes=("direct",))
+"""The forecasting tests' tiny network, direct mode only (one mode trains twice as fast)."""
 TRAIN_SESSIONS = 22
 RETRAIN_EVERY = 5
 START, END = "2025-03-03", "2025-04-22"
