@@ -4,8 +4,14 @@ Reads FXY's two years of 1-minute bars from ``../shared/data/real_bars_1m_2y/`` 
 naive UTC stamps), trains once on the first 200 sessions (2 epochs: the speed after training does not depend on the
 weights), then times ``run_backtest`` over every later origin with the model cached, twice, and prints the second
 run's per-stage timings. Goal (issue #14): at least 10,000 origins per second for a direct model on 2 cores.
+One model serves the whole year (no retraining: ``--retrain-rule`` lets the retraining rule retrain too, which
+adds its own check, ``retrain_rule_s``), so figures compare across versions.
 
-    python benchmarks/bench_backtest.py [direct|recursive ...] [--symbol FXY]
+    python benchmarks/bench_backtest.py [direct|recursive ...] [--symbol FXY] [--retrain-rule]
+
+``--simulated PHI`` instead shows the whole loop on the embedded simulated market with its predictable component
+at strength PHI (AAPL, seed 0, 2024-01-02 to 2024-10-01, 100 training sessions, 5 epochs, default rules): MASE per
+horizon bucket and the recommendations (made, scored, withheld by rule); PHI 0 shows the skill gate at work.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modes", nargs="*", default=["direct", "recursive"])
     parser.add_argument("--symbol", default="FXY")
+    parser.add_argument("--retrain-rule", action="store_true", help="also retrain when the retraining rule fires")
+    parser.add_argument("--simulated", type=float, default=None, metavar="PHI",
+                        help="run the loop on the simulated market with this predictability instead")
     args = parser.parse_args()
+    if args.simulated is not None:
+        return simulated_loop(args.simulated, args.modes)
     if not DATA.is_dir():
         print(f"{DATA} is not here; this benchmark needs the shared real bars.")
         return 0
@@ -48,14 +59,36 @@ def main() -> int:
             return cache[key]
 
         started = time.perf_counter()
-        run_backtest(bars, 200, 0, settings, model_factory=factory)
+        run_backtest(bars, 200, 0, settings, model_factory=factory, retrain_rule=args.retrain_rule)
         first = time.perf_counter() - started
-        result = run_backtest(bars, 200, 0, settings, model_factory=factory)
+        result = run_backtest(bars, 200, 0, settings, model_factory=factory, retrain_rule=args.retrain_rule)
         stages = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.timings.items() if name != "training_s")
         print(
             f"{mode:9s}: {result.origins:,} origins; first run (training included) {first:.1f} s; after training "
             f"{result.timings['after_training_s']:.2f} s = {result.origins_per_second:,.0f} origins/s ({stages})"
         )
+    return 0
+
+
+def simulated_loop(strength: float, modes: list[str]) -> int:
+    import json
+
+    from lstm_pipeline.backtest.walkforward import run_backtest
+    from lstm_pipeline.forecasting.training import TrainingSettings
+    from lstm_pipeline.market.calendar import session_windows
+    from lstm_pipeline.market.simulated import simulate_bars
+    from lstm_pipeline.settings import Settings
+
+    bars = simulate_bars("AAPL", session_windows("2024-01-02", "2024-10-01"), seed=0, predictability=strength)
+    for mode in modes:
+        started = time.perf_counter()
+        result = run_backtest(bars, 100, 0, Settings(), TrainingSettings(modes=(mode,), max_epochs=5),
+                              retrain_rule=False)
+        pooled = result.report["pooled"]
+        mase = {bucket: round(entry["mase"], 3) for bucket, entry in pooled["horizons"].items()}
+        print(f"simulated AAPL, predictability {strength:g}, {mode}: {result.origins:,} origins in "
+              f"{time.perf_counter() - started:.0f} s; MASE {mase}")
+        print(f"  recommendations {json.dumps(pooled['recommendations'])}")
     return 0
 
 

@@ -7,8 +7,10 @@ by its close are used; see ``lstm_pipeline/forecasting/bands.py``):
 
 - ``naive``: last close x exp(+-q sigma sqrt(h));
 - ``tod``: the same with returns divided by a trailing time-of-day profile, the profile summed over the targets;
-- ``adapted(last)``: ``adapt_intervals`` (tod scaling, signed quantiles) around the naive "last close" point
-  forecast, a STAND-IN for the model: it shows what the adaptation does to a forecast with no skill, not the LSTM.
+- ``adapted(last)``: ``adapt_intervals`` with its defaults (what the ``predictions`` asset publishes and the backtest
+  scores: tod scaling, sigma blended toward a slow one at far steps, adaptive conformal multipliers) around the
+  naive "last close" point forecast, a STAND-IN for the model: it shows what the adaptation does to a forecast with
+  no skill, not the LSTM (``python -m lstm_pipeline.backtest`` scores the LSTM's).
 
 Compared on the same rows: origins where all three bands are defined (after each warm-up) and the target has a
 bar. Printed per symbol and pooled per folder, at 1_step (step 1), 1_hour (4), 1_day (26) and 1_week (130, the

@@ -3,12 +3,13 @@
 Partition ``AAPL|2025-07-14-10:00`` holds AAPL's accuracy as of that window: one row per trailing span (``day``,
 ``week``, ``month`` = the last 26, 130, 546 session windows of validated targets) and horizon bucket (``1_step``,
 ``1_hour``, ``1_day``, ``1_week``) with RMSE, MAE, MAPE, directional accuracy beside the up-move share, MASE against
-the naive last-price forecast on the same origins, 80%/95% coverage and Winkler scores, the reprediction rate, the
-scored trades' success rate and mean return, and the MASE trend against the span before (definitions in
-``lstm_pipeline.evaluation.accuracy``). The asset is thin: three reads (validations, the predictions' intervals,
-trade outcomes) for the run's symbols and the history the spans need, one call of the pure function for every
-as-of window of the run, one transaction. Its metadata shows the latest week's metrics, whether confidence
-separates good from bad forecasts, and a plot of forecast vs actual and MASE over time.
+the naive last-price forecast on the same origins, 80%/95% coverage and Winkler scores beside those of the naive and
+time-of-day baseline bands on the same origins and targets, the reprediction rate, the scored trades' success rate
+and mean return, and the MASE trend against the span before (definitions in ``lstm_pipeline.evaluation.accuracy``).
+The asset is thin: four reads (validations, the predictions' intervals, trade outcomes, bars for the bands) for the
+run's symbols and the history the spans need, one call of the pure function for every as-of window of the run, one
+transaction. Its metadata shows the latest week's metrics, whether confidence separates good from bad forecasts, and
+a plot of forecast vs actual and MASE over time.
 """
 
 import base64
@@ -27,11 +28,13 @@ from dagster import (
 from lstm_pipeline.evaluation.accuracy import (
     BUCKET_SQL,
     SPAN_WINDOWS,
+    baseline_band_rows,
     confidence_separates,
     error_by_confidence,
     history_start,
 )
 from lstm_pipeline.evaluation.accuracy import accuracy_metrics as compute_accuracy_metrics
+from lstm_pipeline.forecasting.bands import adapt_history_start
 from lstm_pipeline.market.calendar import WINDOW, session_windows
 from lstm_pipeline.partitions import market_bars_partitions, requested_windows
 from lstm_pipeline.resources.storage import PipelineStore
@@ -53,15 +56,17 @@ def _latest_markdown(rows: pd.DataFrame) -> str:
     latest = week[week["window_start"] == week.groupby("symbol")["window_start"].transform("max")]
     lines = [
         "| symbol | as of | bucket | n | MAE | MAPE % | direction | up share | MASE | cov 80 | cov 95 | Winkler 80 "
-        "| repredict | MASE trend |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| naive band cov 80 / Winkler 80 | tod band cov 80 / Winkler 80 | repredict | MASE trend |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in latest.itertuples(index=False):
         lines.append(
             f"| {row.symbol} | {row.window_start:%Y-%m-%d %H:%M} | {row.horizon_bucket} | {row.n} | {_number(row.mae)} "
             f"| {_number(row.mape)} | {_number(row.directional_accuracy, 2)} | {_number(row.up_move_share, 2)} "
             f"| {_number(row.mase)} | {_number(row.coverage_80, 2)} | {_number(row.coverage_95, 2)} "
-            f"| {_number(row.winkler_80)} | {_number(row.reprediction_rate, 2)} | {_number(row.mase_trend)} |"
+            f"| {_number(row.winkler_80)} | {_number(row.naive_band_coverage_80, 2)} / "
+            f"{_number(row.naive_band_winkler_80)} | {_number(row.tod_band_coverage_80, 2)} / "
+            f"{_number(row.tod_band_winkler_80)} | {_number(row.reprediction_rate, 2)} | {_number(row.mase_trend)} |"
         )
     return "\n".join(lines)
 
@@ -110,7 +115,8 @@ def _plot_markdown(store: PipelineStore, rows: pd.DataFrame, forecasts: pd.DataF
         "Rolling accuracy of each symbol's forecasts as of each session window, per span (last day, week, month of "
         "validated targets) and horizon bucket (1 step, 1 hour, 1 day, 1 week): RMSE, MAE, MAPE, directional "
         "accuracy vs the up-move share, MASE against the naive last-price forecast, 80%/95% coverage and Winkler "
-        "score, reprediction rate, trade success rate and mean return, and the MASE trend against the span before."
+        "score beside the naive and time-of-day baseline bands', reprediction rate"
+        ", trade success rate and mean return, and the MASE trend against the span before."
     ),
 )
 def accuracy_metrics(context: AssetExecutionContext, store: PipelineStore) -> MaterializeResult:
@@ -130,10 +136,13 @@ def accuracy_metrics(context: AssetExecutionContext, store: PipelineStore) -> Ma
     trades = store.read_rows(
         "trade_outcomes", [_in("symbol", symbols), "scored_window >= ?", "scored_window <= ?"], [*symbols, start, end]
     )
+    # The baseline bands' history: 60 sessions before the first validated target (warm-up of sigma and quantiles).
+    bars = store.read_bars(symbols=symbols, start=adapt_history_start(start), end=end + WINDOW)
     read_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    result = compute_accuracy_metrics(validations, as_of, forecasts, trades)
+    bands = baseline_band_rows(bars, validations)
+    result = compute_accuracy_metrics(validations, as_of, forecasts, trades, bands=bands)
     by_confidence = error_by_confidence(validations, forecasts)
     compute_seconds = time.perf_counter() - started
 
@@ -155,6 +164,7 @@ def accuracy_metrics(context: AssetExecutionContext, store: PipelineStore) -> Ma
         "symbol_windows_without_metrics": MetadataValue.int(len(result.skipped)),
         "validations_read": MetadataValue.int(len(validations)),
         "trades_read": MetadataValue.int(len(trades)),
+        "bars_read": MetadataValue.int(len(bars)),
         "read_seconds": MetadataValue.float(round(read_seconds, 3)),
         "compute_seconds": MetadataValue.float(round(compute_seconds, 3)),
         "write_seconds": MetadataValue.float(round(write_seconds, 3)),

@@ -2,9 +2,12 @@
 
 Partition ``AAPL|2025-07-07-10:00`` holds the forecast made as of the close of that window (whose bar it requires):
 the week ahead's session windows (130 in a normal week), each with its predicted close, 80% and 95% intervals, and
-the version of the model that made it. The asset is thin: it reads the run's bars through the store (never a bar a
-blocking check rejected), calls ``forecasting.batch.forecast_windows`` once for the whole run (every as-of window
-of every symbol in one compiled call per architecture), and writes rows and alerts in one transaction.
+the version of the model that made it. The intervals are the adapted ones (``forecasting.bands.adapt_new_forecasts``,
+the backtest's adaptation: calibrated on the realized errors of the stored forecasts of the last 60 sessions and of
+the last close; the model's own conformal bounds only while that history is too short). The asset is thin: it
+reads the run's bars through the store (never a bar a blocking check rejected), calls
+``forecasting.batch.forecast_windows`` once for the whole run (every as-of window of every symbol in one compiled
+call per architecture), and writes rows and alerts in one transaction.
 
 A (symbol, window) that cannot be forecast (model unservable, no as-of bar, too little history, unreadable bars, a
 horizon the model cannot reach, a path outside the sane band) is skipped, never invented: no rows, an ``alerts``
@@ -45,6 +48,7 @@ from lstm_pipeline.evaluation.confidence import (
     forecast_summaries,
     model_test_mase,
 )
+from lstm_pipeline.forecasting.bands import adapt_history_start, adapt_new_forecasts
 from lstm_pipeline.forecasting.batch import alert_rows, forecast_windows, history_start, skip_summary
 from lstm_pipeline.market.calendar import WINDOW, session_windows
 from lstm_pipeline.partitions import SYMBOL_DIMENSION, market_bars_partitions, requested_windows
@@ -96,6 +100,23 @@ def _recent_rows(
         "predictions", [symbol_in, "as_of_window >= ?", "as_of_window < ?"], [*symbols, earlier[0], first]
     )
     return validations, previous
+
+
+def _adapted(rows: pd.DataFrame, store: PipelineStore, bars: pd.DataFrame | None) -> tuple[pd.DataFrame, float]:
+    """The rows with their intervals adapted as the backtest adapts them (``forecasting.bands.adapt_new_forecasts``):
+    from the realized errors of the stored forecasts of the last ``ADAPT_HISTORY_SESSIONS`` sessions and of the last
+    close over the bars just read (one store read); seconds."""
+    started = time.perf_counter()
+    if rows.empty or bars is None:
+        return rows, 0.0
+    symbols = sorted(set(rows["symbol"]))
+    first = pd.Timestamp(rows["as_of_window"].min())
+    symbol_in = f"symbol IN ({', '.join('?' for _ in symbols)})"
+    earlier = store.read_rows(
+        "predictions", [symbol_in, "as_of_window >= ?", "as_of_window <= ?"],
+        [*symbols, adapt_history_start(first), pd.Timestamp(rows["as_of_window"].max())],
+    )
+    return adapt_new_forecasts(rows, earlier, bars), time.perf_counter() - started
 
 
 def _skipped_markdown(summary: dict[tuple[str, str], tuple[int, str]]) -> str:
@@ -152,8 +173,8 @@ def _with_confidence(
     kinds={"tensorflow", "duckdb"},
     description=(
         "1-week-ahead forecast of each symbol made as of each session window: the next week's session windows with "
-        "predicted close, 80%/95% conformal intervals and the model version. A symbol-window that cannot be "
-        "forecast is skipped with an alert, never invented."
+        "predicted close, 80%/95% intervals adapted walk-forward to the realized errors, and the model version. A "
+        "symbol-window that cannot be forecast is skipped with an alert, never invented."
     ),
 )
 def predictions(context: AssetExecutionContext, store: PipelineStore, model_store: ModelStore) -> MaterializeResult:
@@ -164,7 +185,9 @@ def predictions(context: AssetExecutionContext, store: PipelineStore, model_stor
 
     bars = {}
     if models:
+        first = min(wanted[symbol][0] for symbol in models)
         start = min(history_start(wanted[symbol][0], model.config.lookback_steps) for symbol, model in models.items())
+        start = min(start, adapt_history_start(first))  # the interval adaptation's history too
         end = max(wanted[symbol][-1] for symbol in models) + WINDOW
         stored = store.read_bars(symbols=sorted(models), start=start, end=end)
         bars = {symbol: frame.reset_index(drop=True) for symbol, frame in stored.groupby("symbol", sort=False)}
@@ -174,10 +197,11 @@ def predictions(context: AssetExecutionContext, store: PipelineStore, model_stor
         wanted, models, bars, unavailable={symbol: str(error) for symbol, error in failed.items()}
     )
     seconds = time.perf_counter() - started
+    adapted_rows, adapt_seconds = _adapted(result.rows, store, stored if models else None)
 
     reason = forecast_reason(context.run.tags)
     mean_confidence = 0.0
-    rows, scores, confidence_seconds = _with_confidence(result.rows, models, wanted, store, stored if models else None)
+    rows, scores, confidence_seconds = _with_confidence(adapted_rows, models, wanted, store, stored if models else None)
     rows["reason"] = reason
     if len(scores):
         mean_confidence = round(float(scores["confidence"].mean()), 4)
@@ -218,6 +242,7 @@ def predictions(context: AssetExecutionContext, store: PipelineStore, model_stor
                 {str(level): int(count) for level, count in scores["confidence_level"].value_counts().items()}
             ),
             "confidence_seconds": MetadataValue.float(round(confidence_seconds, 3)),
+            "interval_adaptation_seconds": MetadataValue.float(round(adapt_seconds, 3)),
         },
         check_results=[check],
     )

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="sessions of the initial training span (default 60)")
     parser.add_argument("--retrain-every", type=int, default=0,
                         help="retrain every N sessions on all bars before (default 0: never)")
+    parser.add_argument("--no-retrain-rule", action="store_true",
+                        help="do not also retrain when the retraining sensor's rule fires (low accuracy, old model)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     parser.add_argument("--report-dir", default=None,
                         help="folder for the Markdown report and plots (default: backtest-report-<timestamp>)")
@@ -147,7 +149,8 @@ def _run(args: argparse.Namespace) -> int:
         raise BadInput(str(exc)) from None
     bars = load_bars(path, symbols, args.file_timezone)
     try:
-        result = run_backtest(bars, args.train_sessions, args.retrain_every, settings, _training(args))
+        result = run_backtest(bars, args.train_sessions, args.retrain_every, settings, _training(args),
+                              retrain_rule=not args.no_retrain_rule)
     except BacktestDataError as exc:
         raise BadInput(str(exc)) from None
     folder = Path(args.report_dir or f"backtest-report-{pd.Timestamp.now():%Y%m%d-%H%M%S}")

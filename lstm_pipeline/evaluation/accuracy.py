@@ -53,7 +53,7 @@ WEEK = pd.Timedelta(days=7)
 HOURS_1_WEEK_MIN, HOURS_1_WEEK_MAX = 167, 169
 
 BUCKET_SQL = (
-    "(horizon_step IN (1, 4, 26) OR epoch(target_window) - epoch(as_of_window) "
+    "(horizon_step IN (1, 4, 26) OR extract(epoch FROM target_window) - extract(epoch FROM as_of_window) "
     f"BETWEEN {HOURS_1_WEEK_MIN * 3600} AND {HOURS_1_WEEK_MAX * 3600})"
 )
 """A SQL filter (on ``validations`` or ``predictions``) keeping every row a bucket can use and few others (a week is
@@ -86,16 +86,28 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "trade_success_rate",
     "mean_trade_return_pct",
     "mase_trend",
+    "naive_band_coverage_80",
+    "naive_band_coverage_95",
+    "naive_band_winkler_80",
+    "naive_band_winkler_95",
+    "tod_band_coverage_80",
+    "tod_band_coverage_95",
+    "tod_band_winkler_80",
+    "tod_band_winkler_95",
 )
 ROW_COLUMNS: tuple[str, ...] = ("symbol", "window_start", "span", "horizon_bucket", *METRIC_COLUMNS)
 """The ``accuracy_metrics`` columns the function fills (``computed_at`` is the table's default)."""
 
 INTERVAL_COLUMNS: tuple[str, ...] = ("lower_80", "upper_80", "lower_95", "upper_95")
+BAND_KINDS: tuple[str, ...] = ("naive", "tod")
+BAND_COLUMNS: tuple[str, ...] = tuple(f"{kind}_{bound}" for kind in BAND_KINDS for bound in INTERVAL_COLUMNS)
+"""The baseline bands' bounds ``baseline_band_rows`` returns (``naive_lower_80`` .. ``tod_upper_95``)."""
 
 # Per-(symbol, bucket, target window) sums that every metric is a ratio of.
 _SUMS = (
     "n", "sq_err", "abs_err", "ape", "direction_hit", "up", "naive_abs_err",
     "in80_n", "in80", "in95_n", "in95", "w80_n", "w80", "w95_n", "w95", "repredict",
+    *(f"{kind}_{name}{level}" for kind in BAND_KINDS for level in (80, 95) for name in ("in_n", "in", "w_n", "w")),
 )
 _TRADE_SUMS = ("trades", "hits", "returns_n", "returns")
 
@@ -141,19 +153,22 @@ def accuracy_metrics(
     forecasts: pd.DataFrame | None = None,
     trade_outcomes: pd.DataFrame | None = None,
     spans: Mapping[str, int] = SPAN_WINDOWS,
+    bands: pd.DataFrame | None = None,
 ) -> AccuracyResult:
     """Accuracy of every (symbol, window_start) of ``as_of_windows`` over each span and horizon bucket.
 
     ``validations`` are ``validations`` rows (any subset of history; rows outside a span are ignored);
     ``forecasts`` the matching ``predictions`` rows for the intervals (``symbol``, ``as_of_window``,
     ``target_window`` and ``lower_80`` .. ``upper_95``; without them the Winkler scores are null);
-    ``trade_outcomes`` the ``trade_outcomes`` rows (may be empty or None). A (symbol, span, bucket) with no counted
+    ``trade_outcomes`` the ``trade_outcomes`` rows (may be empty or None); ``bands`` the baseline bands on the
+    validated (origin, target) pairs (``baseline_band_rows``; without them the ``*_band_*`` columns are null).
+    A (symbol, span, bucket) with no counted
     validation gets no row; a (symbol, window_start) with no row at all is in ``skipped`` with the reason.
     """
     wanted = _as_of_frame(as_of_windows)
     if wanted.empty:
         return AccuracyResult(_empty_rows(), _empty_skipped())
-    counted = _counted(validations, forecasts)
+    counted = _counted(validations, forecasts, bands)
     trades = _trades(trade_outcomes)
 
     stamps = [wanted["window_start"], counted["target_window"], trades["scored_window"]]
@@ -213,6 +228,12 @@ def accuracy_metrics(
             "trade_success_rate": _ratio(t["hits"], t["trades"]),
             "mean_trade_return_pct": _ratio(t["returns"], t["returns_n"]),
             "mase_trend": mase - _ratio(previous[:, 0], previous[:, 1], floor=NAIVE_ERROR_FLOOR),
+            **{
+                f"{kind}_band_{metric}_{level}": _ratio(s[f"{kind}_{name}{level}"], s[f"{kind}_{name}_n{level}"])
+                for kind in BAND_KINDS
+                for metric, name in (("coverage", "in"), ("winkler", "w"))
+                for level in (80, 95)
+            },
         }
     )
     rows = rows[rows["n"] > 0].reset_index(drop=True)
@@ -268,7 +289,9 @@ def confidence_separates(table: pd.DataFrame) -> bool | None:
 
 
 def _new_york(stamps: pd.Series | pd.Index) -> pd.Series:
-    values = pd.to_datetime(pd.Series(stamps).reset_index(drop=True))
+    """The stamps in New York time (naive ones are New York); a Series keeps its index, so assigning the result
+    back to a filtered frame aligns row by row."""
+    values = pd.to_datetime(stamps if isinstance(stamps, pd.Series) else pd.Series(stamps))
     if values.dt.tz is None:
         return values.dt.tz_localize(NEW_YORK)
     return values.dt.tz_convert(NEW_YORK)
@@ -282,7 +305,46 @@ def _as_of_frame(as_of_windows: pd.DataFrame) -> pd.DataFrame:
     return frame.drop_duplicates().sort_values(["symbol", "window_start"]).reset_index(drop=True)
 
 
-def _counted(validations: pd.DataFrame | None, forecasts: pd.DataFrame | None) -> pd.DataFrame:
+def baseline_band_rows(bars: pd.DataFrame, validations: pd.DataFrame) -> pd.DataFrame:
+    """The naive and time-of-day bands (``forecasting.bands.baseline_bands``, walk-forward over ``bars``) on every
+    (symbol, as_of_window, target_window) of ``validations`` that a horizon bucket counts: columns ``symbol``,
+    ``as_of_window``, ``target_window`` and ``BAND_COLUMNS`` (NaN while a band warms up). ``bars`` hold the symbols'
+    bars from well before the first origin (the bands need a few sessions and 50 realized errors per step)."""
+    from lstm_pipeline.forecasting.bands import baseline_bands
+
+    keys = ["symbol", "as_of_window", "target_window"]
+    empty = pd.DataFrame({name: pd.Series(dtype=object) for name in keys}).assign(
+        **{name: pd.Series(dtype=float) for name in BAND_COLUMNS}
+    )
+    if validations is None or validations.empty or bars is None or bars.empty:
+        return empty
+    frame = validations[[*keys, "horizon_step"]].assign(
+        as_of_window=_new_york(validations["as_of_window"]), target_window=_new_york(validations["target_window"])
+    )
+    frame = frame[horizon_buckets(frame).notna().to_numpy()].drop_duplicates(keys)
+    out = []
+    bar_symbols = bars["symbol"].astype(str)
+    for symbol, rows in frame.groupby(frame["symbol"].astype(str), sort=True):
+        mine = bars[(bar_symbols == symbol).to_numpy()]
+        if mine.empty:
+            continue
+        origins = pd.DatetimeIndex(rows["as_of_window"].unique()).sort_values()
+        steps = np.unique(rows["horizon_step"].to_numpy(dtype=np.int64))
+        joined = rows[keys].reset_index(drop=True)
+        for kind in BAND_KINDS:
+            band = baseline_bands(mine, origins, int(steps.max()), kind, steps=steps)
+            band = band.rename(columns={name: f"{kind}_{name}" for name in INTERVAL_COLUMNS})
+            band = band.assign(as_of_window=_new_york(band["as_of_window"]),
+                               target_window=_new_york(band["target_window"]))
+            joined = joined.merge(band[["as_of_window", "target_window", *(f"{kind}_{n}" for n in INTERVAL_COLUMNS)]],
+                                  on=["as_of_window", "target_window"], how="left")
+        out.append(joined)
+    return pd.concat(out, ignore_index=True)[[*keys, *BAND_COLUMNS]] if out else empty
+
+
+def _counted(
+    validations: pd.DataFrame | None, forecasts: pd.DataFrame | None, bands: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The validations a metric counts, in a bucket, with the per-row quantities that ``_SUMS`` adds up."""
     if validations is None or validations.empty:
         frame = pd.DataFrame(
@@ -315,6 +377,13 @@ def _counted(validations: pd.DataFrame | None, forecasts: pd.DataFrame | None) -
         frame = frame.drop(columns=[c for c in wanted if c in frame.columns]).merge(
             right, on=["symbol", "as_of_window", "target_window"], how="left"
         )
+    if bands is not None and len(bands) and len(frame):
+        right = bands[["symbol", "as_of_window", "target_window", *BAND_COLUMNS]].assign(
+            as_of_window=_new_york(bands["as_of_window"]), target_window=_new_york(bands["target_window"])
+        ).drop_duplicates(["symbol", "as_of_window", "target_window"], keep="last")
+        frame = frame.drop(columns=[c for c in BAND_COLUMNS if c in frame.columns]).merge(
+            right, on=["symbol", "as_of_window", "target_window"], how="left"
+        )
 
     def column(name: str) -> np.ndarray:
         if name not in frame.columns:
@@ -344,6 +413,14 @@ def _counted(validations: pd.DataFrame | None, forecasts: pd.DataFrame | None) -
         score = _winkler(column(f"lower_{level}"), column(f"upper_{level}"), actual, 1.0 - level / 100.0)
         sums[f"w{level}_n"] = np.isfinite(score).astype(float)
         sums[f"w{level}"] = np.nan_to_num(score)
+        for kind in BAND_KINDS:
+            lower, upper = column(f"{kind}_lower_{level}"), column(f"{kind}_upper_{level}")
+            known = np.isfinite(lower) & np.isfinite(upper)
+            sums[f"{kind}_in_n{level}"] = known.astype(float)
+            sums[f"{kind}_in{level}"] = (known & (lower <= actual) & (actual <= upper)).astype(float)
+            score = _winkler(lower, upper, actual, 1.0 - level / 100.0)
+            sums[f"{kind}_w_n{level}"] = np.isfinite(score).astype(float)
+            sums[f"{kind}_w{level}"] = np.nan_to_num(score)
     for name, value in sums.items():
         frame[name] = value
     return frame

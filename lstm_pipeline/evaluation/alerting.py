@@ -76,6 +76,7 @@ ALERT_ROW_COLUMNS: list[str] = [
     "level",
     "alert_key",
     "resolved_at",
+    *("acknowledged_at", "acknowledged_by", "resolved_by", "escalated_at"),
 ]
 _CONDITION_COLUMNS = ["symbol", "kind", "holds", "level", "message"]
 
@@ -89,6 +90,17 @@ class Thresholds(Protocol):
     confidence_critical: float
     model_accuracy_low: float
     trade_success_rate_low: float
+
+
+CARRIED_COLUMNS: tuple[str, ...] = ("acknowledged_at", "acknowledged_by", "resolved_by", "escalated_at")
+"""State set on an open alert by hand or by escalation (``operations.alert_channels``); rewriting the row keeps it."""
+
+
+def carried(current: object | None, level: str) -> dict[str, object]:
+    """``current``'s carried state and the level to write: an escalated alert stays ERROR while it is a WARNING."""
+    state = {name: getattr(current, name, None) for name in CARRIED_COLUMNS} if current is not None else {}
+    escalated = state.get("escalated_at") is not None and not pd.isna(state.get("escalated_at"))
+    return {**state, "level": "ERROR" if escalated and level == "WARNING" else level}
 
 
 def alert_key(kind: str, symbol: str) -> str:
@@ -336,7 +348,7 @@ def evaluate_alerts(
                 "source": WORKFLOW_SOURCE, "symbol": condition.symbol, "as_of_window": first_raised,
                 "kind": condition.kind, "severity": condition.level.lower(), "message": condition.message,
                 "run_id": run_id, "created_at": created, "level": condition.level, "alert_key": key,
-                "resolved_at": pd.NaT,
+                "resolved_at": pd.NaT, **carried(current, condition.level),
             })
         elif current is not None:
             row = current._asdict()
@@ -359,7 +371,7 @@ _NOT_EVALUATED = {
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=ALERT_ROW_COLUMNS)
-    for column in ("as_of_window", "created_at", "resolved_at"):
+    for column in ("as_of_window", "created_at", "resolved_at", "acknowledged_at", "escalated_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True) if len(frame) else frame[column]
     return frame
 
@@ -411,13 +423,15 @@ def _run_alert(
     ]
     if len(current):
         first_raised, created = current["as_of_window"].iloc[0], current["created_at"].iloc[0]
+        state = carried(current.iloc[0], level)
     else:
+        state = carried(None, level)
         first_raised = window if window is not None else at.tz_convert(NEW_YORK).floor(WINDOW)
         created = at
     return _frame([{
         "source": RUNS_SOURCE, "symbol": ALL_SYMBOLS, "as_of_window": first_raised, "kind": kind,
         "severity": level.lower(), "message": message, "run_id": run_id, "created_at": created, "level": level,
-        "alert_key": key, "resolved_at": pd.NaT,
+        "alert_key": key, "resolved_at": pd.NaT, **state,
     }])
 
 
@@ -531,7 +545,7 @@ def check_alerts(
             "as_of_window": first_window if current is None else current.as_of_window, "kind": CHECK_FAILED,
             "severity": level.lower(), "message": f"{message}{scope}", "run_id": run_id,
             "created_at": now if current is None else current.created_at, "level": level, "alert_key": key,
-            "resolved_at": pd.NaT,
+            "resolved_at": pd.NaT, **carried(current, level),
         })
     return AlertEvaluation(
         upserts=_frame(upserts), resolutions=_frame(resolutions), not_evaluated=empty.not_evaluated,

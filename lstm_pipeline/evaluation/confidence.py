@@ -6,10 +6,12 @@ one row per forecast with ``confidence``, ``confidence_level`` and every ``facto
 bars it already read, the recent ``validations`` and ``predictions`` rows (one store read each), and stores the
 result on every horizon step of the forecast; a walk-forward replay can call it over any history.
 
-Nothing here looks ahead: a forecast as of window W uses bars up to W, validations of target windows up to W and
-forecasts as of windows before W. A factor whose inputs are missing (too few bars for a rolling statistic, no
-earlier forecast, no validation yet) scores 0.5: neither rewarded nor punished. Each factor's formula is in its
-function's docstring; ``confidence_scores`` lists them.
+Nothing here looks ahead: a forecast as of window W uses bars up to W, validations of target windows before W and
+forecasts as of windows before W. (Validations of W itself do not exist yet when W's forecast is made: the chain
+validates W's bar after forecasting from it, in the same run; a replay counts exactly what the chain had.) A factor
+whose inputs are missing (too few bars for a rolling statistic, no earlier forecast, no validation yet) scores 0.5:
+neither rewarded nor punished. Each factor's formula is in its function's docstring; ``confidence_scores`` lists
+them.
 """
 
 from __future__ import annotations
@@ -367,34 +369,63 @@ def _bar_statistics(frame: pd.DataFrame, bars: pd.DataFrame) -> dict[str, np.nda
     return out
 
 
+def _codes(event_keys: list[np.ndarray], query_keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One integer per distinct key tuple, shared by the events and the queries (a null key: -1 / -2)."""
+    n_events = len(event_keys[0])
+    event_code = np.zeros(n_events, dtype=np.int64)
+    query_code = np.zeros(len(query_keys[0]), dtype=np.int64)
+    event_null = np.zeros(n_events, dtype=bool)
+    query_null = np.zeros(len(query_keys[0]), dtype=bool)
+    for events, queries in zip(event_keys, query_keys, strict=True):
+        codes, uniques = pd.factorize(np.concatenate([np.asarray(events, dtype=object),
+                                                      np.asarray(queries, dtype=object)]))
+        radix = max(len(uniques), 1) + 1
+        event_code = event_code * radix + codes[:n_events] + 1
+        query_code = query_code * radix + codes[n_events:] + 1
+        event_null |= codes[:n_events] < 0
+        query_null |= codes[n_events:] < 0
+    # A null key matches nothing (as pandas' groupby drops null keys).
+    event_code[event_null] = -1
+    query_code[query_null] = -2
+    return event_code, query_code
+
+
 def _trailing_sums(
-    events: pd.DataFrame, keys: list[str], columns: list[str], frame: pd.DataFrame, span: pd.Timedelta
+    event_keys: list[np.ndarray],
+    event_times: np.ndarray,
+    values: Mapping[str, np.ndarray],
+    query_keys: list[np.ndarray],
+    query_times: np.ndarray,
+    span: pd.Timedelta,
 ) -> dict[str, np.ndarray]:
-    """For each forecast, sums of ``columns`` over events of its ``keys`` with target window in (as-of - span,
-    as-of]: cumulative sums and two binary searches per group, not a scan per forecast."""
-    sums = {name: np.zeros(len(frame)) for name in columns}
-    if events.empty:
+    """For each query (keys, as-of time in ns), sums of ``values`` over events of the same keys with time in
+    (as-of - span, as-of): per key group one sort, cumulative sums and two binary searches, never a scan per query.
+    The as-of window itself is left out: its validations are made after its forecast."""
+    sums = {name: np.zeros(len(query_times)) for name in values}
+    if len(event_times) == 0 or len(query_times) == 0:
         return sums
-    times = pd.DatetimeIndex(events["target_window"]).asi8
-    events = events.assign(_time=times).sort_values([*keys, "_time"])
-    queries = pd.DatetimeIndex(frame["as_of_window"]).asi8
-    query_groups = {_as_tuple(group): rows for group, rows in frame.groupby(keys, sort=False).groups.items()}
-    for group, rows in events.groupby(keys, sort=False):
-        members = query_groups.get(_as_tuple(group))
-        if members is None:
+    event_code, query_code = _codes(event_keys, query_keys)
+    order = np.lexsort((event_times, event_code))
+    event_code, event_times = event_code[order], event_times[order]
+    ordered = {name: np.asarray(column, dtype=np.float64)[order] for name, column in values.items()}
+    bounds = np.flatnonzero(np.diff(event_code)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [len(event_code)]])
+    query_order = np.argsort(query_code, kind="stable")
+    sorted_codes = query_code[query_order]
+    for start, end in zip(starts, ends, strict=True):
+        code = event_code[start]
+        lo_q, hi_q = np.searchsorted(sorted_codes, [code, code + 1], side="left")
+        if lo_q == hi_q:
             continue
-        index = np.asarray(members)
-        stamps = rows["_time"].to_numpy()
-        high = np.searchsorted(stamps, queries[index], side="right")
-        low = np.searchsorted(stamps, queries[index] - span.value, side="right")
-        for name in columns:
-            cumulative = np.concatenate([[0.0], np.cumsum(rows[name].to_numpy(dtype=np.float64))])
+        index = query_order[lo_q:hi_q]
+        stamps = event_times[start:end]
+        high = np.searchsorted(stamps, query_times[index], side="left")
+        low = np.searchsorted(stamps, query_times[index] - span.value, side="right")
+        for name, column in ordered.items():
+            cumulative = np.concatenate([[0.0], np.cumsum(column[start:end])])
             sums[name][index] = cumulative[high] - cumulative[low]
     return sums
-
-
-def _as_tuple(key: Any) -> tuple[Any, ...]:
-    return key if isinstance(key, tuple) else (key,)
 
 
 def _validation_record(
@@ -405,18 +436,33 @@ def _validation_record(
     if validations is None or validations.empty:
         return missing, missing.copy(), missing.copy()
     span = pd.Timedelta(days=RECENT_VALIDATION_DAYS)
-    errors = validations[validations["abs_error_pct"].notna() & validations["naive_abs_error_pct"].notna()]
-    errors = errors.assign(n=1.0, model=errors["abs_error_pct"].astype(float),
-                           naive=errors["naive_abs_error_pct"].astype(float))
-    by_version = _trailing_sums(errors, ["symbol", "model_version"], ["n", "model", "naive"], frame, span)
+    symbol = validations["symbol"].to_numpy(dtype=object)
+    version = validations["model_version"].to_numpy(dtype=object)
+    times = pd.DatetimeIndex(validations["target_window"]).asi8
+    query_times = pd.DatetimeIndex(frame["as_of_window"]).asi8
+    query_symbol = frame["symbol"].to_numpy(dtype=object)
+    abs_error = validations["abs_error_pct"].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    naive = validations["naive_abs_error_pct"].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    errors = ~np.isnan(abs_error) & ~np.isnan(naive)
+    by_version = _trailing_sums(
+        [symbol[errors], version[errors]], times[errors],
+        {"n": np.ones(int(errors.sum())), "model": abs_error[errors], "naive": naive[errors]},
+        [query_symbol, frame["model_version"].to_numpy(dtype=object)], query_times, span,
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         recent_mase = np.where(by_version["n"] >= MIN_RECENT_VALIDATIONS, by_version["model"] / by_version["naive"],
                                np.nan)
-    judged = validations[validations["status"].isin(["valid", "needs_reprediction"])]
-    inside = judged["inside_80"].astype("boolean")
-    judged = judged.assign(n=1.0, valid=(judged["status"] == "valid").astype(float),
-                           inside=inside.fillna(False).astype(float), has_inside=inside.notna().astype(float))
-    by_symbol = _trailing_sums(judged, ["symbol"], ["n", "valid", "inside", "has_inside"], frame, span)
+    status = validations["status"].to_numpy(dtype=object)
+    judged = (status == "valid") | (status == "needs_reprediction")
+    inside = validations["inside_80"].astype("boolean")
+    has_inside = inside.notna().to_numpy(dtype=bool)
+    inside_value = inside.fillna(False).to_numpy(dtype=bool)
+    by_symbol = _trailing_sums(
+        [symbol[judged]], times[judged],
+        {"n": np.ones(int(judged.sum())), "valid": (status[judged] == "valid").astype(float),
+         "inside": inside_value[judged].astype(float), "has_inside": has_inside[judged].astype(float)},
+        [query_symbol], query_times, span,
+    )
     enough = by_symbol["n"] >= MIN_RECENT_VALIDATIONS
     with np.errstate(invalid="ignore", divide="ignore"):
         valid_share = np.where(enough, by_symbol["valid"] / by_symbol["n"], np.nan)
@@ -429,46 +475,82 @@ def _validation_record(
 
 def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> np.ndarray:
     """Per forecast: mean |its predicted close - an earlier forecast's| over its 80% half-width, over the target
-    windows it shares with the last ``STABILITY_FORECASTS`` forecasts of its symbol; NaN when none."""
+    windows it shares with the last ``STABILITY_FORECASTS`` forecasts of its symbol; NaN when none.
+
+    Vectorized: the prediction rows sorted by (symbol, as-of, target) give each forecast a contiguous run and an id
+    in time order per symbol, so "the k-th forecast before" is id - k, and a shared target is one binary search of
+    (id, target) in the sorted rows."""
     shifts = np.full(len(frame), np.nan)
     if predictions is None or predictions.empty:
         return shifts
-    columns = ["symbol", "as_of_window", "target_window", "predicted_close", "lower_80", "upper_80"]
-    rows = predictions.reindex(columns=columns).copy()
-    rows["as_of"] = pd.DatetimeIndex(pd.to_datetime(rows["as_of_window"])).asi8
-    rows["target"] = pd.DatetimeIndex(pd.to_datetime(rows["target_window"])).asi8
-    rows = rows.drop_duplicates(["symbol", "as_of", "target"], keep="last")
-    wanted = frame[["symbol"]].assign(
-        as_of=pd.DatetimeIndex(frame["as_of_window"]).asi8, position=np.arange(len(frame))
-    )
+    symbol = predictions["symbol"].to_numpy(dtype=object)
+    as_of = pd.DatetimeIndex(pd.to_datetime(predictions["as_of_window"])).asi8
+    target = pd.DatetimeIndex(pd.to_datetime(predictions["target_window"])).asi8
 
-    pairs = []
-    windows = rows[["symbol", "as_of"]].drop_duplicates().sort_values(["symbol", "as_of"])
-    for symbol, mine in wanted.groupby("symbol", sort=False):
-        stamps = windows.loc[windows["symbol"] == symbol, "as_of"].to_numpy()
-        before = np.searchsorted(stamps, mine["as_of"].to_numpy(), side="left")
-        for back in range(1, STABILITY_FORECASTS + 1):
-            slot = before - back
-            ok = slot >= 0
-            if ok.any():
-                pairs.append(pd.DataFrame({"symbol": symbol, "as_of": mine["as_of"].to_numpy()[ok],
-                                           "earlier": stamps[slot[ok]], "position": mine["position"].to_numpy()[ok]}))
-    if not pairs:
-        return shifts
-    pairs_frame = pd.concat(pairs, ignore_index=True)
-    new = rows[["symbol", "as_of", "target", "predicted_close", "lower_80", "upper_80"]]
-    old = rows[["symbol", "as_of", "target", "predicted_close"]].rename(
-        columns={"as_of": "earlier", "predicted_close": "earlier_close"})
-    joined = pairs_frame.merge(new, on=["symbol", "as_of"]).merge(old, on=["symbol", "earlier", "target"])
-    if joined.empty:
-        return shifts
-    halfwidth = (joined["upper_80"] - joined["lower_80"]).to_numpy(dtype=np.float64) / 2.0
-    predicted = joined["predicted_close"].to_numpy(dtype=np.float64)
+    def floats(name: str) -> np.ndarray:
+        if name not in predictions.columns:
+            return np.full(len(predictions), np.nan)
+        return predictions[name].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+
+    query_symbol = frame["symbol"].to_numpy(dtype=object)
+    symbol_code, query_code = _codes([symbol], [query_symbol])
+    order = np.lexsort((target, as_of, symbol_code))
+    symbol_code, as_of, target = symbol_code[order], as_of[order], target[order]
+    # drop_duplicates(keep="last"): the stable sort keeps the original order within a key, so keep each run's last.
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (symbol_code[1:] != symbol_code[:-1]) | (as_of[1:] != as_of[:-1]) | (target[1:] != target[:-1])
+    order, symbol_code, as_of, target = order[last], symbol_code[last], as_of[last], target[last]
+    predicted = floats("predicted_close")[order]
+    halfwidth = (floats("upper_80") - floats("lower_80"))[order] / 2.0
     halfwidth = np.where(np.isfinite(halfwidth) & (halfwidth > 0), halfwidth, 0.01 * np.abs(predicted))
-    ratio = np.abs(predicted - joined["earlier_close"].to_numpy(dtype=np.float64)) / halfwidth
-    mean_ratio = pd.Series(ratio).groupby(joined["position"].to_numpy()).mean()
-    shifts[mean_ratio.index.to_numpy()] = mean_ratio.to_numpy()
-    return shifts
+
+    new_forecast = np.ones(len(order), dtype=bool)
+    new_forecast[1:] = (symbol_code[1:] != symbol_code[:-1]) | (as_of[1:] != as_of[:-1])
+    forecast_id = np.cumsum(new_forecast) - 1
+    firsts = np.flatnonzero(new_forecast)
+    forecast_symbol, forecast_as_of = symbol_code[firsts], as_of[firsts]
+    run_end = np.append(firsts[1:], len(order))
+    # The query's own forecast, found by (symbol, as-of) among the forecasts (sorted by both).
+    query_as_of = pd.DatetimeIndex(frame["as_of_window"]).asi8
+    unique_times = np.unique(np.concatenate([forecast_as_of, query_as_of]))
+    forecast_key = forecast_symbol * len(unique_times) + np.searchsorted(unique_times, forecast_as_of)
+    query_key = query_code * len(unique_times) + np.searchsorted(unique_times, query_as_of)
+    found = np.searchsorted(forecast_key, query_key)
+    found_ok = found < len(forecast_key)
+    found_ok[found_ok] = forecast_key[found[found_ok]] == query_key[found_ok]
+    queries = np.flatnonzero(found_ok)
+    if len(queries) == 0:
+        return shifts
+    own = found[queries]
+    lengths = run_end[own] - firsts[own]
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    row = np.repeat(firsts[own], lengths) + offsets
+    position = np.repeat(queries, lengths)
+    row_forecast = forecast_id[row]
+
+    target_times = np.unique(target)
+    target_rank = np.searchsorted(target_times, target)
+    width = np.int64(len(target_times) + 1)
+    row_key = forecast_id.astype(np.int64) * width + target_rank  # sorted: rows are sorted by forecast, then target
+    total = np.zeros(len(frame))
+    count = np.zeros(len(frame))
+    for back in range(1, STABILITY_FORECASTS + 1):
+        earlier = row_forecast - back
+        ok = earlier >= 0
+        ok[ok] = forecast_symbol[earlier[ok]] == forecast_symbol[row_forecast[ok]]
+        at = np.flatnonzero(ok)
+        wanted = earlier[at].astype(np.int64) * width + target_rank[row[at]]
+        match = np.searchsorted(row_key, wanted)
+        hit = match < len(row_key)
+        hit[hit] = row_key[match[hit]] == wanted[hit]
+        at, match = at[hit], match[hit]
+        ratio = np.abs(predicted[row[at]] - predicted[match]) / halfwidth[row[at]]
+        known = ~np.isnan(ratio)  # a mean over the pairs that have both closes, as pandas' mean skips NaN
+        at, ratio = at[known], ratio[known]
+        total += np.bincount(position[at], weights=ratio, minlength=len(frame))
+        count += np.bincount(position[at], minlength=len(frame))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 __all__ = [

@@ -25,6 +25,8 @@ Usage, with no store involved (any frame of prediction rows, e.g. ``store.read_p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -93,4 +95,78 @@ def _empty() -> pd.DataFrame:
     )
 
 
-__all__ = ["ACTIVE", "EXPIRED", "LIFECYCLE_COLUMNS", "SUPERSEDED", "active_forecasts", "prediction_lifecycle"]
+# ------------------------------------------------------------------------------------------- the retraining rule
+
+ACCURACY_LOW = "accuracy_low"
+MODEL_AGE = "model_age"
+VALIDATION_LOOKBACK = pd.Timedelta(days=7)
+"""The retraining sensor reads validations of target windows in the last 7 days (the alerts' ``week`` span)."""
+
+
+def first_retrain(
+    validations: pd.DataFrame,
+    version: str,
+    trained_at: pd.Timestamp,
+    check_times: Sequence[pd.Timestamp] | pd.DatetimeIndex,
+    min_validations: int,
+    accuracy_low: float,
+    max_age_days: int,
+) -> tuple[int, dict[str, str]] | None:
+    """The first of ``check_times`` (ascending) at which the retraining sensor's rule fires for model ``version``,
+    with its causes (cause -> sentence), or None. The walk-forward form of ``sensors.retraining.retrain_causes``
+    over a replay that never repredicts (so ``repredictions_not_helping`` cannot fire):
+
+    - ``accuracy_low``: of the latest ``min_validations`` judged validations (``valid`` / ``needs_reprediction``)
+      of this version known at the check (target window at or before it, within the last 7 days), the share
+      ``valid`` is below ``accuracy_low``; fewer: not judged.
+    - ``model_age``: more than ``max_age_days`` days since ``trained_at``.
+    """
+    times = pd.DatetimeIndex(check_times)
+    if len(times) == 0:
+        return None
+    mine = validations[(validations["model_version"].astype(str) == str(version))
+                       & validations["status"].isin(["valid", "needs_reprediction"])]
+    target = pd.DatetimeIndex(mine["target_window"]).asi8
+    as_of = pd.DatetimeIndex(mine["as_of_window"]).asi8
+    order = np.lexsort((as_of, target))
+    target = target[order]
+    valid = np.concatenate([[0], np.cumsum(mine["status"].to_numpy(dtype=object)[order] == "valid")])
+    checks = times.asi8
+    known = np.searchsorted(target, checks, side="right")
+    recent = known - np.searchsorted(target, checks - VALIDATION_LOOKBACK.value, side="right")
+    enough = recent >= min_validations
+    start = np.maximum(known - min_validations, 0)
+    share = np.where(enough, (valid[known] - valid[start]) / max(min_validations, 1), np.nan)
+    with np.errstate(invalid="ignore"):
+        low = enough & (share < accuracy_low)
+    age = checks - pd.Timestamp(trained_at).value
+    old = age > pd.Timedelta(days=max_age_days).value
+    fired = np.flatnonzero(low | old)
+    if len(fired) == 0:
+        return None
+    at = int(fired[0])
+    causes: dict[str, str] = {}
+    if low[at]:
+        causes[ACCURACY_LOW] = (
+            f"{share[at]:.1%} of the latest {min_validations} validations of model {version} were valid "
+            f"(retrain below {accuracy_low:.1%})"
+        )
+    if old[at]:
+        causes[MODEL_AGE] = (
+            f"model {version} was trained {pd.Timedelta(int(age[at]), unit='ns').days} days ago "
+            f"(retrain after {max_age_days})"
+        )
+    return at, causes
+
+
+__all__ = [
+    "ACCURACY_LOW",
+    "ACTIVE",
+    "EXPIRED",
+    "LIFECYCLE_COLUMNS",
+    "MODEL_AGE",
+    "SUPERSEDED",
+    "active_forecasts",
+    "first_retrain",
+    "prediction_lifecycle",
+]

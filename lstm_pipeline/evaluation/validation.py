@@ -119,12 +119,28 @@ def validate_predictions(
     _require(actual_bars, ("symbol", "window_start", "close"), "actual bars")
     bars = _target_bars(actual_bars, rejected_bars)
 
-    frame = predictions[list(PREDICTION_INPUT_COLUMNS)].copy()
-    frame["symbol"] = frame["symbol"].astype(str)
-    frame["target_window"] = _new_york(frame["target_window"])
-    frame["as_of_window"] = _new_york(frame["as_of_window"])
-    frame["_target_utc"] = frame["target_window"].dt.tz_convert("UTC")
-    merged = frame.merge(bars, how="left", left_on=["symbol", "_target_utc"], right_on=["symbol", "_window_utc"])
+    frame = predictions[list(PREDICTION_INPUT_COLUMNS)].reset_index(drop=True)
+    frame = frame.assign(
+        symbol=frame["symbol"].astype(str),
+        target_window=_new_york(frame["target_window"]),
+        as_of_window=_new_york(frame["as_of_window"]),
+    )
+    # A left join on (symbol, target instant), by binary search per symbol instead of a merge of wide frames.
+    where = _lookup(frame["symbol"].to_numpy(dtype=object), pd.DatetimeIndex(frame["target_window"]).asi8,
+                    bars["symbol"].to_numpy(dtype=object), pd.DatetimeIndex(bars["_window_utc"]).asi8)
+    found = where >= 0
+    take = np.where(found, where, 0)
+
+    def joined(name: str) -> np.ndarray:
+        values = bars[name].to_numpy(dtype=np.float64 if name == "close" else object)
+        if not len(values):
+            return np.full(len(frame), np.nan if name == "close" else None, dtype=values.dtype)
+        return np.where(found, values[take], np.nan if name == "close" else None)
+
+    merged = frame.assign(
+        close=joined("close"), rejected_check=joined("rejected_check"), rejected_reason=joined("rejected_reason"),
+        _has_bar=np.where(found, True, None),
+    )
 
     has_bar = merged["_has_bar"].notna().to_numpy(dtype=bool)
     awaiting = merged["rejected_check"].to_numpy(dtype=object) == AWAITING_CHECKS
@@ -266,6 +282,25 @@ def _signed(values: np.ndarray) -> pd.Series:
     with np.errstate(invalid="ignore"):
         sign = np.where(values > 0, "+", "")
     return pd.Series(sign, dtype=object) + _number(values, 2)
+
+
+def _lookup(symbols: np.ndarray, stamps: np.ndarray, bar_symbols: np.ndarray, bar_stamps: np.ndarray) -> np.ndarray:
+    """Position in the bars of each (symbol, stamp), -1 where there is none (the bars' keys are unique)."""
+    where = np.full(len(symbols), -1, dtype=np.int64)
+    if not len(bar_symbols) or not len(symbols):
+        return where
+    for symbol in pd.unique(symbols):
+        mine = np.flatnonzero(symbols == symbol)
+        theirs = np.flatnonzero(bar_symbols == symbol)
+        if not len(theirs):
+            continue
+        order = np.argsort(bar_stamps[theirs], kind="stable")
+        sorted_stamps = bar_stamps[theirs][order]
+        at = np.searchsorted(sorted_stamps, stamps[mine])
+        hit = at < len(sorted_stamps)
+        hit[hit] = sorted_stamps[at[hit]] == stamps[mine][hit]
+        where[mine[hit]] = theirs[order[at[hit]]]
+    return where
 
 
 def _target_bars(actual_bars: pd.DataFrame, rejected_bars: pd.DataFrame | None) -> pd.DataFrame:

@@ -9,22 +9,30 @@ is asked in, and bars exist only in NYSE regular-session windows.
 Optional predictable component (``predictability`` = φ, setting ``market_data.simulation_predictability``,
 0 ≤ φ ≤ 0.5, default 0). Without it the returns are a martingale apart from a tiny drift: no forecast beats the
 naive last-price forecast in expectation, so the skill gate should withhold recommendations. With φ > 0 the 15-minute
-close-to-close log returns r_t (a session's first window includes its overnight gap) follow an AR(1) around
-their drift μ_t::
+close-to-close log returns r_t (a session's first window includes its overnight gap) carry a persistent trend a_t
+around their drift μ_t::
 
-    r_t − μ_t = φ · (r_{t−1} − μ_{t−1}) + √(1 − φ²) · u_t
+    r_t − μ_t = a_t + √(1 − s) · u_t,        a_t = ρ · a_{t−1} + √(s · (1 − ρ²)) · σ_t · ζ_t,        s = φ / ρ
 
 where u_t is the return the path would have without the component (gap plus the stochastic-volatility,
-Student-t shock). φ is therefore the lag-1 autocorrelation of the 15-minute returns (a unitless correlation,
-not a percent), and the √(1 − φ²) factor keeps each window's unconditional return variance, so volatility,
-volume, the overnight gaps' size and the symbol profiles mean what they say at every φ. The recursion runs across
-session boundaries (a session's last return carries into the next session's first) and starts from its
-stationary distribution. The predictable part of each return is φ · (the previous return's deviation), an
-error-variance saving of φ² one step ahead (9% at φ = 0.3: a 1-step MASE of about 0.93), shrinking fast with the
-horizon: the best forecast's expected move h steps ahead is φ(1 − φ^h)/(1 − φ) times the last deviation (0.43
-of it at φ = 0.3, a small fraction of a day's or a week's spread). The predictable part moves the price after
-the open, so a bar's open is still the previous close (gaps apart). φ = 0 takes exactly the path of earlier
-versions, bit for bit.
+Student-t shock), σ_t that return's standard deviation (the window's volatility, and the gap's at a session's
+first window), ζ_t independent standard normal draws (their own random stream, so
+the other draws are the same at every φ) and ρ = ``TREND_PERSISTENCE`` = exp(−1/26): the trend forgets with a
+time constant of one session (half-life about 18 windows) and runs across session boundaries. The trend carries a
+share s of each window's return variance, so that φ is the lag-1 autocorrelation of the 15-minute returns (a
+unitless correlation, not a percent) and each window's unconditional variance is about unchanged.
+
+Why a persistent trend and not a one-step effect: the skill gate judges the model one day ahead (the
+``accuracy_metrics`` MASE at 26 steps that the ``trade_recommendations`` asset reads), and a trade has to clear
+``min_profit_percent`` after costs over up to a week. A one-step autocorrelation gives a model an edge only at the
+next window (φ·|r| ≈ 0.05% at φ = 0.3, less than the round-trip costs), so every demo trade would be withheld. The
+trend's expected move over the next h windows is a_t · ρ(1 − ρ^h)/(1 − ρ) (about 16 a_t one day ahead, 25 a_t a
+week ahead), so a model that estimates a_t from the recent returns beats naive at 1 hour and 1 day and can predict
+moves of a few percent over the week (a trend follower fitted on past bars reaches a one-day MASE of about 0.9
+at φ = 0.1-0.3). The price of it: the trend adds variance at long horizons (at φ = 0.1 a day's return spread is
+about 1.7 times the martingale's and a week's 2.2 times; at φ = 0.3 2.6 and 3.4 times), which a real market does
+not have; keep φ small (about 0.1) for a demo that looks like a market. The trend moves the price after the open, so a
+bar's open is still the previous close (gaps apart). φ = 0 takes exactly the path of earlier versions, bit for bit.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ SIMULATION_EPOCH = pd.Timestamp("2020-01-02", tz=NEW_YORK)
 SIMULATION_END = pd.Timestamp("2027-11-01", tz=NEW_YORK)
 """Paths are generated up to here (the exchange calendar's published horizon)."""
 
+TREND_PERSISTENCE = float(np.exp(-1.0 / 26.0))
+"""ρ of the predictable trend: it forgets with a time constant of one session (26 windows)."""
 MAX_PREDICTABILITY = 0.5
 """Largest allowed ``predictability``: a lag-1 return autocorrelation beyond it is no longer a weak effect."""
 
@@ -112,13 +122,17 @@ def simulation_source(seed: int, predictability: float = 0.0) -> str:
     return f"simulated(seed={int(seed)}, predictability={float(predictability):g})"
 
 
-def _autoregressive(deviation: np.ndarray, predictability: float) -> np.ndarray:
-    """AR(1) returns ``x_t = φ x_{t-1} + √(1-φ²) u_t`` from the martingale deviations ``u``, started stationary
-    (x_0 = u_0), written as an exponential filter like the log-volatility (vectorised, no loop)."""
-    phi = float(predictability)
-    scaled = deviation * (np.sqrt(1.0 - phi**2) / (1.0 - phi))
-    scaled[0] = deviation[0]
-    return pd.Series(scaled).ewm(alpha=1.0 - phi, adjust=False).mean().to_numpy()
+def _trend(symbol: str, seed: int, sigma: np.ndarray, predictability: float) -> np.ndarray:
+    """The persistent trend ``a_t = ρ a_{t-1} + √(s(1-ρ²)) σ_t ζ_t`` of the module docstring, started stationary,
+    written as an exponential filter like the log-volatility (vectorised, no loop). Its draws come from their own
+    stream, so every other draw of the path is the same at every strength."""
+    rho = TREND_PERSISTENCE
+    share = float(predictability) / rho
+    rng = np.random.default_rng([seed, zlib.crc32(symbol.encode()), 1])
+    innovations = rng.standard_normal(len(sigma)) * sigma * np.sqrt(share * (1.0 - rho**2))
+    scaled = innovations / (1.0 - rho)
+    scaled[0] = innovations[0] / np.sqrt(1.0 - rho**2)
+    return pd.Series(scaled).ewm(alpha=1.0 - rho, adjust=False).mean().to_numpy()
 
 
 @functools.lru_cache(maxsize=64)
@@ -150,12 +164,11 @@ def _path(symbol: str, seed: int, predictability: float = 0.0) -> pd.DataFrame:
     gaps = np.where(first_of_session, rng.standard_normal(n) * profile.overnight_gap_vol, 0.0)
     intrabar = drift + sigma * shocks
     if predictability > 0.0:
-        # Same draws, reordered in time by the AR(1): the gap keeps its share of each innovation, and the predicted
-        # part (φ times the previous deviation) moves the price after the open.
-        factor = np.sqrt(1.0 - predictability**2)
-        deviation = _autoregressive(gaps + sigma * shocks, predictability)
+        # The martingale part keeps 1 - s of its variance (the gap too); the trend moves the price after the open.
+        factor = np.sqrt(1.0 - predictability / TREND_PERSISTENCE)
         gaps = gaps * factor
-        intrabar = drift + (deviation - gaps)
+        spread = np.sqrt(sigma**2 + np.where(first_of_session, profile.overnight_gap_vol**2, 0.0))  # sd of u_t
+        intrabar = drift + _trend(symbol, seed, spread, predictability) + factor * sigma * shocks
 
     log_close = np.log(profile.start_price) + np.cumsum(gaps + intrabar)
     close = np.exp(log_close)

@@ -10,7 +10,8 @@ predicted return wins. The predicted return is taken net of ``workflow.round_tri
 
 The rules, in the order they are applied (the first that fails is ``held_back_by``):
 
-1. ``no_skill_evidence`` / ``skill``: the model's recent MASE must exist and be below ``workflow.skill_mase_max``;
+1. ``no_skill_evidence`` / ``skill``: the model's recent MASE must exist and be below ``workflow.skill_mase_max``
+   by more than float rounding (a naive-equal forecast's MASE comes out as 0.9999999999 as often as 1.0);
    a model that does not beat the naive last-price forecast never recommends (the row says so, with its MASE).
 2. ``flat_path``: the path must rise after some point (or fall, with shorts); a path that never does offers no
    trade at all. Checked before the profit rule, otherwise it could never show at a positive minimum profit.
@@ -46,7 +47,8 @@ HELD_BACK_RULES = (NO_FORECAST, NO_SKILL_EVIDENCE, NO_SKILL, FLAT_PATH, MIN_PROF
 RECOMMENDATION_COLUMNS = TRADE_RECOMMENDATIONS.written_columns
 FORECAST_COLUMNS = ("symbol", "as_of_window", "target_window", "predicted_close", "last_close", "model_version")
 _EPSILON = 1e-9
-"""Float slack at the rule boundaries, so 2.0000000000001% clears a 2% minimum that it equals."""
+"""Float slack at the rule boundaries, so 2.0000000000001% clears a 2% minimum that it equals, and a MASE of
+0.9999999999 (naive-equal up to rounding) does not pass a skill gate of 1."""
 
 
 def round_trip_cost_pct(settings: Settings) -> float:
@@ -67,6 +69,11 @@ def _mase_of(recent_mase: Mapping[Hashable, float | None], symbol: str, as_of: p
     return float(value)
 
 
+def _mase_or_nan(recent_mase: Mapping[Hashable, float | None], symbol: str, as_of: pd.Timestamp) -> float:
+    value = _mase_of(recent_mase, symbol, as_of)
+    return float("nan") if value is None else value
+
+
 def _best_round_trips(prices: np.ndarray, rising: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(gross return, entry index, exit index) of the best long (``rising``) or short round trip per row of
     ``prices`` (origins x path positions, NaN-padded at the end; position 0 is the as-of close)."""
@@ -83,9 +90,24 @@ def _best_round_trips(prices: np.ndarray, rising: bool) -> tuple[np.ndarray, np.
     return gains[rows, exit_index - 1], extreme_at[rows, exit_index - 1], exit_index
 
 
-def _padded(column: pd.Series, group: np.ndarray, position: np.ndarray, shape: tuple[int, int], fill) -> np.ndarray:
-    out = np.full(shape, fill, dtype=object if fill is None else float)
-    out[group, position + 1] = column.to_numpy(dtype=object if fill is None else float, na_value=fill)
+def _utc_ns(values: pd.Series) -> np.ndarray:
+    """Instants as int64 UTC nanoseconds (NaT: ``_NAT``); naive stamps are read as UTC, as the output's
+    ``pd.to_datetime(..., utc=True)`` always read them."""
+    stamps = pd.to_datetime(values, utc=True)
+    if not isinstance(stamps, pd.Series):
+        stamps = pd.Series(stamps)
+    return stamps.astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _new_york_stamps(ns: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC").tz_convert(
+        NEW_YORK
+    )
+
+
+def _padded(values: np.ndarray, group: np.ndarray, position: np.ndarray, shape: tuple[int, int], fill) -> np.ndarray:
+    out = np.full(shape, fill, dtype=np.asarray(values).dtype)
+    out[group, position + 1] = values
     return out
 
 
@@ -100,126 +122,208 @@ def recommend_trades(
 
     ``recent_mase`` maps a symbol, or a (symbol, as_of_window), to the model's recent MASE (None: not known yet).
     Held-back rows still carry the best trade the path offered (entry, exit, predicted return) where there is one,
-    so a reader sees how far it was from the rules.
+    so a reader sees how far it was from the rules. Vectorized over origins (one array per path position); only the
+    reason sentences are written one origin at a time.
     """
     missing = [name for name in FORECAST_COLUMNS if name not in forecasts.columns]
     if missing:
         raise ValueError(f"The forecasts are missing the column(s) {missing}; pass prediction rows with "
                          f"{list(FORECAST_COLUMNS)}.")
-    frame = forecasts[forecasts["predicted_close"].notna()].copy()
-    for name in ("confidence", "confidence_level"):
-        if name not in frame.columns:
-            frame[name] = None
-    frame = frame.sort_values(["symbol", "as_of_window", "target_window"], kind="stable").reset_index(drop=True)
-    keys = frame.groupby(["symbol", "as_of_window"], sort=False)
-    group = keys.ngroup().to_numpy()
-    position = keys.cumcount().to_numpy()
-    firsts = frame.drop_duplicates(["symbol", "as_of_window"]).reset_index(drop=True)
-    shape = (len(firsts), int(position.max()) + 2 if len(frame) else 2)
+    keep = forecasts["predicted_close"].notna().to_numpy()
+    n_rows = int(keep.sum())
+    symbol_all = forecasts["symbol"].to_numpy(dtype=object)[keep].astype(str)
+    as_of_all = _utc_ns(forecasts["as_of_window"])[keep]
+    target_all = _utc_ns(forecasts["target_window"])[keep]
+    names, symbol_code = np.unique(symbol_all, return_inverse=True) if n_rows else (np.array([], dtype=str),
+                                                                                  np.zeros(0, dtype=np.int64))
+    order = np.lexsort((target_all, as_of_all, symbol_code))
+    symbol_code, as_of_all, target_all = symbol_code[order], as_of_all[order], target_all[order]
+    rows = np.flatnonzero(keep)[order]
+    starts = np.ones(n_rows, dtype=bool)
+    if n_rows:
+        starts[1:] = (symbol_code[1:] != symbol_code[:-1]) | (as_of_all[1:] != as_of_all[:-1])
+    first_rows = np.flatnonzero(starts)
+    group = np.cumsum(starts) - 1
+    position = np.arange(n_rows) - first_rows[group] if n_rows else np.zeros(0, dtype=np.int64)
+    n_origins = len(first_rows)
+    shape = (n_origins, int(position.max()) + 2 if n_rows else 2)
 
-    prices = _padded(frame["predicted_close"], group, position, shape, np.nan)
-    prices[:, 0] = firsts["last_close"].to_numpy(dtype=float)
-    confidence = _padded(frame["confidence"].astype("float64"), group, position, shape, np.nan)
+    def column(name: str, dtype: str | type = np.float64) -> np.ndarray:
+        if name not in forecasts.columns:
+            return np.full(n_rows, np.nan if dtype == np.float64 else None, dtype=dtype)
+        values = forecasts[name]
+        if dtype == np.float64:
+            return values.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)[rows]
+        return values.to_numpy(dtype=object)[rows]
+
+    if n_rows == 0:
+        return _with_missing_origins(_empty_recommendations(), recent_mase, origins, set())
+    last_close = column("last_close")[first_rows]
+    prices = _padded(column("predicted_close"), group, position, shape, np.nan)
+    prices[:, 0] = last_close
+    confidence = _padded(column("confidence"), group, position, shape, np.nan)
     confidence[:, 0] = np.inf  # the as-of close is known: it never lowers a trade's confidence
-    levels = _padded(frame["confidence_level"], group, position, shape, None)
-    windows = _padded(frame["target_window"], group, position, shape, None)
-    windows[:, 0] = firsts["as_of_window"].to_numpy(dtype=object)
+    level_values = column("confidence_level", object)
+    windows = _padded(target_all, group, position, shape, np.iinfo(np.int64).min)
+    origin_ns = as_of_all[first_rows]
+    windows[:, 0] = origin_ns
 
     gross, entry, exit_ = _best_round_trips(prices, rising=True)
-    is_short = np.zeros(len(firsts), dtype=bool)
+    is_short = np.zeros(n_origins, dtype=bool)
     if settings.workflow.allow_short:
         short_gross, short_entry, short_exit = _best_round_trips(prices, rising=False)
         is_short = short_gross > gross
         gross = np.where(is_short, short_gross, gross)
         entry = np.where(is_short, short_entry, entry)
         exit_ = np.where(is_short, short_exit, exit_)
-    rows_index = np.arange(len(firsts))
+    index = np.arange(n_origins)
     cost_pct = round_trip_cost_pct(settings)
     net_pct = 100.0 * gross - cost_pct
-    entry_conf, exit_conf = confidence[rows_index, entry], confidence[rows_index, exit_]
+    entry_conf, exit_conf = confidence[index, entry], confidence[index, exit_]
     trade_conf = np.minimum(entry_conf, exit_conf)  # NaN (not scored) wins
-    trade_level = np.where(exit_conf <= entry_conf, levels[rows_index, exit_], levels[rows_index, entry])
+    # The level of the lower-confidence end (the exit on a tie); position 0 (the as-of close) has no level.
+    level_at = np.where(exit_conf <= entry_conf, exit_, entry)
+    level_row = np.where(level_at > 0, first_rows + level_at - 1, -1)
+    trade_level = np.where(level_row >= 0, level_values[np.maximum(level_row, 0)] if n_rows else None, None)
+    flat = ~(gross > _EPSILON)
+    scored = ~np.isnan(trade_conf)
 
-    records = []
-    for i, first in firsts.iterrows():
-        symbol, as_of = str(first["symbol"]), pd.Timestamp(first["as_of_window"])
-        mase = _mase_of(recent_mase, symbol, as_of)
-        flat = not gross[i] > _EPSILON
-        conf = None if np.isnan(trade_conf[i]) else float(trade_conf[i])
-        level = trade_level[i] if conf is not None and not pd.isna(trade_level[i]) else None
-        side = SHORT if is_short[i] else BUY
-        record = {
-            "symbol": symbol,
-            "as_of_window": as_of,
-            "model_version": first["model_version"],
-            "entry_window": None if flat else windows[i, entry[i]],
-            "entry_price": None if flat else float(prices[i, entry[i]]),
-            "exit_window": None if flat else windows[i, exit_[i]],
-            "exit_price": None if flat else float(prices[i, exit_[i]]),
-            "predicted_return_pct": None if flat else float(net_pct[i]),
-            "confidence": conf,
-            "confidence_level": level,
-            "recent_mase": mase,
-        }
-        trade = (
-            f"{'short' if is_short[i] else 'buy'} at {prices[i, entry[i]]:.2f} ({_when(windows[i, entry[i]])}), "
-            f"{'cover' if is_short[i] else 'sell'} at {prices[i, exit_[i]]:.2f} ({_when(windows[i, exit_[i]])}) "
-            f"for {net_pct[i]:.2f}% after {cost_pct:.2f}% round-trip costs"
+    entry_ns, exit_ns = windows[index, entry], windows[index, exit_]
+    entry_price, exit_price = prices[index, entry], prices[index, exit_]
+    origin_stamps = _new_york_stamps(origin_ns)
+    symbols = names[symbol_code[first_rows]] if n_rows else np.array([], dtype=object)
+    as_of_list = list(origin_stamps)
+    mase = np.array([_mase_or_nan(recent_mase, s, w) for s, w in zip(symbols.tolist(), as_of_list, strict=True)],
+                    dtype=np.float64)
+    level_known = scored & pd.notna(trade_level)
+    trade_level = np.where(level_known, trade_level, None)
+
+    limit = settings.workflow.skill_mase_max
+    minimum = settings.min_profit_percent
+    threshold = settings.confidence_threshold
+    rules = np.array([NO_SKILL_EVIDENCE, NO_SKILL, FLAT_PATH, MIN_PROFIT, CONFIDENCE_UNKNOWN, LOW_CONFIDENCE, None],
+                     dtype=object)
+    with np.errstate(invalid="ignore"):
+        rule = np.select(
+            [np.isnan(mase), ~(mase < limit - _EPSILON), flat, net_pct < minimum - _EPSILON, ~scored,
+             trade_conf < threshold - _EPSILON],
+            [0, 1, 2, 3, 4, 5],
+            default=6,
         )
-        limit = settings.workflow.skill_mase_max
-        if mase is None:
-            held, reason = NO_SKILL_EVIDENCE, (
+    held = rules[rule]
+    trade_held = rule >= 3
+    needs_when = np.flatnonzero(trade_held & ~flat)
+    entry_when = np.full(n_origins, "", dtype=object)
+    exit_when = np.full(n_origins, "", dtype=object)
+    if len(needs_when):
+        entry_when[needs_when] = _new_york_stamps(entry_ns[needs_when]).strftime("%Y-%m-%d %H:%M").to_numpy()
+        exit_when[needs_when] = _new_york_stamps(exit_ns[needs_when]).strftime("%Y-%m-%d %H:%M").to_numpy()
+    direction = "rises or falls" if settings.workflow.allow_short else "rises (shorting is disabled)"
+    reasons = []
+    for i, (symbol, why) in enumerate(zip(symbols.tolist(), held.tolist(), strict=True)):
+        if why == NO_SKILL_EVIDENCE:
+            reasons.append(
                 f"No recent MASE for {symbol}'s model yet, so nothing shows it beats the naive last-price forecast: "
                 "no trade until its forecasts have been validated."
             )
-        elif not mase < limit:
-            held, reason = NO_SKILL, (
-                f"{symbol}'s model does not beat the naive last-price forecast (recent MASE {mase:.2f} >= "
+            continue
+        if why == NO_SKILL:
+            reasons.append(
+                f"{symbol}'s model does not beat the naive last-price forecast (recent MASE {mase[i]:.2f} >= "
                 f"{limit:.2f}): no trade."
             )
-        elif flat:
-            direction = "rises or falls" if settings.workflow.allow_short else "rises (shorting is disabled)"
-            held, reason = FLAT_PATH, (
+            continue
+        if why == FLAT_PATH:
+            reasons.append(
                 f"{symbol}'s predicted path never {direction} after any point of the week from "
                 f"{prices[i, 0]:.2f}: no trade."
             )
-        elif net_pct[i] < settings.min_profit_percent - _EPSILON:
-            held, reason = MIN_PROFIT, (
-                f"The best trade ({trade}) is below the {settings.min_profit_percent:.2f}% minimum profit."
-            )
-        elif conf is None:
-            held, reason = CONFIDENCE_UNKNOWN, (
+            continue
+        trade = (
+            f"{'short' if is_short[i] else 'buy'} at {entry_price[i]:.2f} ({entry_when[i]}), "
+            f"{'cover' if is_short[i] else 'sell'} at {exit_price[i]:.2f} ({exit_when[i]}) "
+            f"for {net_pct[i]:.2f}% after {cost_pct:.2f}% round-trip costs"
+        )
+        level = trade_level[i]
+        if why == MIN_PROFIT:
+            reasons.append(f"The best trade ({trade}) is below the {minimum:.2f}% minimum profit.")
+        elif why == CONFIDENCE_UNKNOWN:
+            reasons.append(
                 f"The best trade ({trade}) has no confidence score yet, so it cannot clear the "
-                f"{settings.confidence_threshold:.2f} threshold."
+                f"{threshold:.2f} threshold."
             )
-        elif conf < settings.confidence_threshold - _EPSILON:
-            held, reason = LOW_CONFIDENCE, (
-                f"The best trade ({trade}) has confidence {conf:.2f}"
-                f"{f' ({level})' if level else ''}, below the {settings.confidence_threshold:.2f} threshold."
+        elif why == LOW_CONFIDENCE:
+            reasons.append(
+                f"The best trade ({trade}) has confidence {trade_conf[i]:.2f}"
+                f"{f' ({level})' if level else ''}, below the {threshold:.2f} threshold."
             )
         else:
-            held, reason = None, (
-                f"{symbol}: {trade}; confidence {conf:.2f}{f' ({level})' if level else ''}, "
-                f"recent MASE {mase:.2f}."
+            reasons.append(
+                f"{symbol}: {trade}; confidence {trade_conf[i]:.2f}{f' ({level})' if level else ''}, "
+                f"recent MASE {mase[i]:.2f}."
             )
-        records.append({**record, "action": NO_TRADE if held else side, "held_back_by": held, "reason": reason})
 
-    seen = {(str(s), pd.Timestamp(w)) for s, w in zip(firsts["symbol"], firsts["as_of_window"], strict=True)}
+    nat = np.iinfo(np.int64).min
+    traded = rule == 6
+    out = pd.DataFrame({
+        "symbol": symbols.astype(object),
+        "as_of_window": origin_stamps,
+        "model_version": column("model_version", object)[first_rows],
+        "action": np.where(traded, np.where(is_short, SHORT, BUY), NO_TRADE).astype(object),
+        "entry_window": _new_york_stamps(np.where(flat, nat, entry_ns)),
+        "entry_price": np.where(flat, np.nan, entry_price),
+        "exit_window": _new_york_stamps(np.where(flat, nat, exit_ns)),
+        "exit_price": np.where(flat, np.nan, exit_price),
+        "predicted_return_pct": np.where(flat, np.nan, net_pct),
+        "confidence": trade_conf,
+        "confidence_level": trade_level,
+        "recent_mase": mase,
+        "held_back_by": held,
+        "reason": np.array(reasons, dtype=object),
+    }, columns=RECOMMENDATION_COLUMNS)
+
+    seen = set(zip(symbols.tolist(), origin_ns.tolist(), strict=True))
+    return _with_missing_origins(out, recent_mase, origins, seen)
+
+
+def _empty_recommendations() -> pd.DataFrame:
+    out = pd.DataFrame({name: pd.Series(dtype=object) for name in RECOMMENDATION_COLUMNS})
+    return out
+
+
+def _with_missing_origins(
+    out: pd.DataFrame,
+    recent_mase: Mapping[Hashable, float | None],
+    origins: Iterable[tuple[str, pd.Timestamp]] | None,
+    seen: set[tuple[str, int]],
+) -> pd.DataFrame:
+    """``out`` plus a ``no_forecast`` row per expected origin it lacks; typed and sorted by symbol and origin."""
+    extra = []
     for symbol, as_of in dict.fromkeys((str(s), pd.Timestamp(w)) for s, w in (origins or ())):
-        if (symbol, as_of) in seen:
+        stamp = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
+        if (symbol, stamp.value) in seen:
             continue
-        records.append({
+        extra.append({
             "symbol": symbol,
             "as_of_window": as_of,
             "action": NO_TRADE,
-            "recent_mase": _mase_of(recent_mase, symbol, as_of),
+            "recent_mase": _mase_or_nan(recent_mase, symbol, as_of),
             "held_back_by": NO_FORECAST,
             "reason": f"No stored forecast for {symbol} as of {_when(as_of)} (not forecast yet, or skipped: see "
             "alerts): no trade.",
         })
-    out = pd.DataFrame.from_records(records, columns=RECOMMENDATION_COLUMNS)
+    out = _typed(out)
+    if extra:
+        more = _typed(pd.DataFrame.from_records(extra, columns=RECOMMENDATION_COLUMNS))
+        out = pd.concat([out, more], ignore_index=True) if len(out) else more
+    return out.sort_values(["symbol", "as_of_window"], kind="stable").reset_index(drop=True)
+
+
+def _typed(out: pd.DataFrame) -> pd.DataFrame:
     for name in ("entry_window", "exit_window", "as_of_window"):
-        out[name] = pd.to_datetime(out[name], utc=True).dt.tz_convert(NEW_YORK)
+        out[name] = pd.to_datetime(out[name], utc=True).dt.tz_convert(NEW_YORK).astype(f"datetime64[ns, {NEW_YORK}]")
     for name in ("entry_price", "exit_price", "predicted_return_pct", "confidence", "recent_mase"):
         out[name] = out[name].astype("float64")
-    return out.sort_values(["symbol", "as_of_window"], kind="stable").reset_index(drop=True)
+    for name in ("symbol", "model_version", "action", "confidence_level", "held_back_by", "reason"):
+        out[name] = out[name].astype(object)
+    return out

@@ -67,4 +67,5 @@ def backtest(history, factory):
     from lstm_pipeline.backtest import run_backtest
     from lstm_pipeline.settings import Settings
 
-    return run_backtest(history, TRAIN_SESSIONS, RETRAIN_EVERY, Settings(), model_factory=factory)
+    # The schedule alone (the retraining rule has its own tests in test_retrain_rule.py).
+    return run_backtest(history, TRAIN_SESSIONS, RETRAIN_EVERY, Settings(), model_factory=factory, retrain_rule=False)

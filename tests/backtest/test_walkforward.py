@@ -121,7 +121,8 @@ def test_bars_after_an_origin_change_nothing_known_at_it(backtest, history, fact
     for column in ("open", "high", "low", "close"):
         perturbed.loc[later, column] = perturbed.loc[later, column] * 1.07
     perturbed.loc[later, "volume"] = perturbed.loc[later, "volume"] * 3
-    again = run_backtest(perturbed, TRAIN_SESSIONS, RETRAIN_EVERY, Settings(), model_factory=factory)
+    again = run_backtest(perturbed, TRAIN_SESSIONS, RETRAIN_EVERY, Settings(), model_factory=factory,
+                         retrain_rule=False)
 
     def known(frame: pd.DataFrame, column: str) -> pd.DataFrame:
         rows = frame[frame[column] <= origin]

@@ -138,3 +138,153 @@ def test_origin_outside_the_session_is_refused_in_one_sentence():
     bars = synthetic_bars("2024-01-02", 5)
     with pytest.raises(ValueError, match="not the start of a session window"):
         baseline_bands(bars, pd.DatetimeIndex([pd.Timestamp("2024-01-02 20:00", tz="America/New_York")]), 4)
+
+
+def last_close_model(bands: pd.DataFrame, width: pd.Series | None = None, noise: float = 0.0, seed: int = 5):
+    """Prediction rows of a "model" around the last close (optionally noisy) with a fixed per-step band."""
+    model = bands[["as_of_window", "horizon_step", "target_window", "last_close"]].assign(symbol="TEST")
+    shock = np.random.default_rng(seed).standard_normal(len(model)) * noise
+    model["predicted_close"] = model["last_close"] * np.exp(shock)
+    if width is not None:
+        half = width.reindex(model["horizon_step"]).to_numpy()
+        for level, factor in (("80", 1.0), ("95", 1.5)):
+            model[f"lower_{level}"] = model["predicted_close"] * np.exp(-factor * half)
+            model[f"upper_{level}"] = model["predicted_close"] * np.exp(factor * half)
+    return model
+
+
+def test_default_adaptation_restores_both_levels_after_volatility_doubles():
+    sessions = 160
+    half = sessions * SLOTS_PER_SESSION // 2
+    sigma = np.where(np.arange(sessions * SLOTS_PER_SESSION) < half, 0.002, 0.004)
+    bars = synthetic_bars("2024-01-02", sessions, sigma=sigma, seed=4)
+    origins = walk_forward_origins(bars)
+    bands = with_actual(baseline_bands(bars, origins, 26, kind="naive"), bars)
+    first = bands[bands["as_of_window"] < origins[half - 26]].dropna(subset=["actual"])
+    fixed = np.log(first["actual"] / first["last_close"]).abs().groupby(first["horizon_step"]).quantile(0.8)
+    model = last_close_model(bands, fixed)
+    adapted = with_actual(adapt_intervals(model, bars), bars)  # the defaults the assets and the backtest use
+    later = adapted["as_of_window"] >= origins[half]
+    for step, tolerance in ((1, 0.03), (4, 0.03), (26, 0.06)):
+        rows = adapted[later & (adapted["horizon_step"] == step)].dropna(subset=["actual"])
+        stale = model.loc[rows.index].assign(actual=rows["actual"])
+        assert coverage(stale) < 0.65, (step, coverage(stale))
+        assert abs(coverage(rows) - 0.8) < tolerance, (step, coverage(rows))
+        assert abs(coverage(rows, "95") - 0.95) < tolerance, (step, coverage(rows, "95"))
+
+
+def test_adaptation_covers_the_open_and_midday_alike_under_a_strong_time_of_day_profile():
+    slot_scale = np.full(SLOTS_PER_SESSION, 0.6)
+    slot_scale[0], slot_scale[1], slot_scale[-1] = 4.0, 2.0, 2.5
+    bars = synthetic_bars("2024-01-02", 220, slot_scale=slot_scale, seed=6)
+    origins = walk_forward_origins(bars)
+    bands = with_actual(baseline_bands(bars, origins, 4, kind="naive"), bars)
+    realized = bands.dropna(subset=["actual"])
+    constant = np.log(realized["actual"] / realized["last_close"]).abs().groupby(realized["horizon_step"]).quantile(0.8)
+    model = last_close_model(bands, constant)
+    adapted = with_actual(adapt_intervals(model, bars), bars)
+    target_slot = (adapted["target_window"].dt.hour * 60 + adapted["target_window"].dt.minute - 570) // 15
+    warm = adapted["as_of_window"] >= origins[20 * SLOTS_PER_SESSION]
+    step1 = warm & (adapted["horizon_step"] == 1) & adapted["actual"].notna()
+    at_open, midday = step1 & (target_slot == 0), step1 & target_slot.between(6, 20)
+    stale = model.assign(actual=adapted["actual"])
+    # The constant band misses the open far too often and is far too wide midday ...
+    assert coverage(stale[at_open]) < 0.5 and coverage(stale[midday]) > 0.85
+    # ... the adapted band covers both as nominal, and scores better than the constant one.
+    assert abs(coverage(adapted[at_open]) - 0.8) < 0.08, coverage(adapted[at_open])
+    assert abs(coverage(adapted[midday]) - 0.8) < 0.03, coverage(adapted[midday])
+    score = winkler_score(adapted["lower_80"], adapted["upper_80"], adapted["actual"], 0.2)[step1].mean()
+    stale_score = winkler_score(stale["lower_80"], stale["upper_80"], stale["actual"], 0.2)[step1].mean()
+    assert score < 0.8 * stale_score
+
+
+def test_the_adaptive_multiplier_brings_a_too_narrow_band_to_nominal_coverage():
+    from lstm_pipeline.forecasting.bands import _adaptive_multipliers
+
+    rng = np.random.default_rng(7)
+    origins, steps = 6000, 3
+    errors = np.abs(rng.standard_normal((origins, steps))) * np.where(np.arange(origins) < 3000, 1.0, 1.6)[:, None]
+    deviation = np.log(errors / 1.2816)  # a base quantile right for the first half only
+    valid = np.ones_like(deviation, dtype=bool)
+    gamma = np.full(steps, 0.01)
+    theta = _adaptive_multipliers(deviation, valid, np.ones(origins, dtype=bool), np.array([0.2]), gamma)
+    missed = deviation > theta
+    assert (deviation[3000:] > 0).mean() > 0.35  # the base band alone covers about 62% in the second half
+    np.testing.assert_allclose(missed[3000:].mean(axis=0), 0.2, atol=0.03)
+    # The identity behind the guarantee: miss rate = alpha + (theta_end - theta_start) / (gamma n), exactly, where
+    # the last realized update of step j is that of origin n - j - 1.
+    for j in range(steps):
+        realized = origins - j - 1
+        end = theta[-1, j]
+        assert missed[:realized, j].mean() == pytest.approx(0.2 + end / (0.01 * realized), abs=1e-9)
+    # A miss is only known once its target has closed: theta at origin p ignores errors realized after p.
+    shaken = deviation.copy()
+    shaken[4000:] += 5.0
+    later = _adaptive_multipliers(shaken, valid, np.ones(origins, dtype=bool), np.array([0.2]), gamma)
+    np.testing.assert_array_equal(theta[: 4000 + 1], later[: 4000 + 1])
+
+
+def test_a_forecast_without_skill_is_centred_on_the_last_close_and_one_with_skill_keeps_its_move():
+    bars = synthetic_bars("2024-01-02", 60, seed=8)
+    origins = walk_forward_origins(bars)
+    bands = with_actual(baseline_bands(bars, origins, 4, kind="naive"), bars)
+    noisy = last_close_model(bands, noise=0.004)  # moves unrelated to what happens
+    centre = np.sqrt(adapt_intervals(noisy, bars)[["lower_80", "upper_80"]].prod(axis=1))
+    late = (noisy["as_of_window"] >= origins[40 * SLOTS_PER_SESSION]).to_numpy()
+    pulled = np.abs(np.log(centre / noisy["last_close"]))[late]
+    assert pulled.median() < 0.25 * np.abs(np.log(noisy["predicted_close"] / noisy["last_close"]))[late].median()
+
+    skilled = noisy.copy()
+    skilled["predicted_close"] = bands["actual"].fillna(bands["last_close"])  # knows the future: full skill
+    centre = np.sqrt(adapt_intervals(skilled, bars)[["lower_80", "upper_80"]].prod(axis=1))
+    kept = (np.log(centre / skilled["predicted_close"]).abs() < 1e-9)[late & skilled["predicted_close"].ne(
+        skilled["last_close"]).to_numpy()]
+    assert kept.mean() > 0.99
+
+
+def test_histogram_quantiles_track_the_exact_expanding_quantile():
+    from lstm_pipeline.forecasting.bands import _walk_forward_quantiles
+
+    rng = np.random.default_rng(11)
+    errors = np.abs(rng.standard_t(4, size=(3000, 5)))
+    errors[rng.random(errors.shape) < 0.1] = np.nan
+    fast = _walk_forward_quantiles(errors, [0.8, 0.95], 50, checkpoint=1)
+    for level, table in zip([0.8, 0.95], fast, strict=True):
+        for origin in (400, 1500, 2999):
+            for j in range(5):
+                realized = errors[: origin - j, j]
+                exact = np.nanquantile(realized, level)
+                assert table[origin, j] == pytest.approx(exact, rel=0.04)  # a bin is 6.4% wide
+    # Refreshed every 26 windows, an origin reads only what was realized by the refresh before it.
+    coarse = _walk_forward_quantiles(errors, [0.8], 50)[0]
+    shaken = errors.copy()
+    shaken[1000:] *= 10
+    np.testing.assert_array_equal(coarse[:1001], _walk_forward_quantiles(shaken, [0.8], 50)[0][:1001])
+
+
+def test_live_adaptation_of_new_forecasts_equals_the_backtests():
+    from lstm_pipeline.forecasting.bands import adapt_new_forecasts
+
+    bars = synthetic_bars("2024-01-02", 40, seed=12)
+    origins = walk_forward_origins(bars)
+    bands = with_actual(baseline_bands(bars, origins, 26, kind="naive"), bars)
+    model = last_close_model(bands, noise=0.001).drop(columns="actual", errors="ignore")
+    model = model.assign(lower_80=model["predicted_close"] * 0.99, upper_80=model["predicted_close"] * 1.01,
+                         lower_95=model["predicted_close"] * 0.98, upper_95=model["predicted_close"] * 1.02)
+    backtest = adapt_intervals(model, bars)  # every origin at once, as the backtest runs it
+
+    cut, last = origins[900], origins[903]
+    earlier = model[model["as_of_window"] < cut].copy()
+    earlier[["lower_80", "upper_80"]] = 0.0  # stored bounds do not matter: only forecasts and actuals do
+    # A stale stored forecast of a window the run forecasts again is replaced by the new one.
+    stale = model[model["as_of_window"] == cut].assign(predicted_close=1.0)
+    new = model[(model["as_of_window"] >= cut) & (model["as_of_window"] <= last)]
+    live = adapt_new_forecasts(new, pd.concat([earlier, stale]), bars[bars["window_start"] <= last])
+
+    expected = backtest.loc[new.index]
+    assert np.isfinite(live[["lower_80", "upper_95"]].to_numpy()).all()
+    np.testing.assert_allclose(live[["lower_80", "upper_80", "lower_95", "upper_95"]].to_numpy(),
+                               expected[["lower_80", "upper_80", "lower_95", "upper_95"]].to_numpy(), rtol=1e-12)
+    pd.testing.assert_frame_equal(live.drop(columns=["lower_80", "upper_80", "lower_95", "upper_95"]),
+                                  new.drop(columns=["lower_80", "upper_80", "lower_95", "upper_95"]))
+    assert not np.allclose(live["lower_80"], new["lower_80"])  # the model's own bounds were replaced

@@ -253,6 +253,42 @@ def test_error_by_confidence_level_orders_levels_and_keeps_unscored_forecasts():
     assert confidence_separates(error_by_confidence(pd.DataFrame(rows), None)) is None
 
 
+def test_baseline_band_columns_score_the_bands_on_the_same_origins_and_targets():
+    rows = [validation(26, 1, actual=100.0), validation(27, 1, actual=104.0), validation(28, 4, actual=100.0)]
+    bands = pd.DataFrame(
+        {
+            "symbol": "AAPL",
+            "as_of_window": [W[26], W[27], W[28]],
+            "target_window": [W[27], W[28], W[32]],
+            # naive: [99, 101] / [98, 102] around each; tod: NaN for the step-4 pair (still warming up).
+            "naive_lower_80": 99.0, "naive_upper_80": 101.0, "naive_lower_95": 98.0, "naive_upper_95": 102.0,
+            "tod_lower_80": [99.5, 99.5, np.nan], "tod_upper_80": [100.5, 100.5, np.nan],
+            "tod_lower_95": [99.0, 99.0, np.nan], "tod_upper_95": [101.0, 101.0, np.nan],
+        }
+    )
+    result = accuracy_metrics(pd.DataFrame(rows), as_of(("AAPL", 40)), bands=bands).rows
+    assert metric(result, "day", "1_step", "naive_band_coverage_80") == pytest.approx(0.5)
+    # Winkler 80: width 2, plus 2 / 0.2 x 3 for the actual 104 above 101.
+    assert metric(result, "day", "1_step", "naive_band_winkler_80") == pytest.approx((2.0 + 2.0 + 30.0) / 2)
+    assert metric(result, "day", "1_step", "tod_band_winkler_95") == pytest.approx((2.0 + 2.0 + 40.0 * 3.0) / 2)
+    assert metric(result, "day", "1_hour", "naive_band_coverage_95") == pytest.approx(1.0)
+    assert math.isnan(metric(result, "day", "1_hour", "tod_band_coverage_80"))  # no band, no figure
+    without = accuracy_metrics(pd.DataFrame(rows), as_of(("AAPL", 40))).rows
+    assert without["naive_band_coverage_80"].isna().all()
+
+
+def test_filtered_inputs_with_their_own_index_join_row_by_row():
+    rows = pd.DataFrame([validation(26, 1, actual=100.0), validation(27, 1, actual=100.0)], index=[7, 3])
+    forecasts = pd.DataFrame(
+        {"symbol": "AAPL", "as_of_window": [W[27], W[26]], "target_window": [W[28], W[27]],
+         "lower_80": [99.0, 98.0], "upper_80": [101.0, 99.0], "lower_95": [97.0, 97.0], "upper_95": [103.0, 103.0]},
+        index=[5, 9],
+    )
+    result = accuracy_metrics(rows, as_of(("AAPL", 40)), forecasts).rows
+    # W[26] -> [98, 99]: width 1 + 10 x 1 outside; W[27] -> [99, 101]: width 2.
+    assert metric(result, "day", "1_step", "winkler_80") == pytest.approx((11.0 + 2.0) / 2)
+
+
 def test_history_start_reaches_back_two_month_spans():
     # The month span and the month before it: 1092 session windows ending with the as-of window.
     first = W[600]
@@ -362,6 +398,11 @@ def test_asset_stores_every_span_and_bucket_of_the_run_and_shows_a_plot(instance
     assert week_step["winkler_80"] >= week_step["mae"]
     assert week_step["trade_success_rate"] == pytest.approx(0.5)
     assert week_step["mean_trade_return_pct"] == pytest.approx(0.0)
+    # The baseline bands, walk-forward over the stored bars, on the same validated origins and targets; after six
+    # sessions of bars the time-of-day band (five sessions per slot, then 50 realized errors) is still warming up.
+    assert 0.5 < week_step["naive_band_coverage_80"] <= week_step["naive_band_coverage_95"] <= 1.0
+    assert 0.0 < week_step["naive_band_winkler_80"] < week_step["naive_band_winkler_95"]
+    assert math.isnan(week_step["tod_band_coverage_80"]) and math.isnan(week_step["tod_band_winkler_95"])
 
     metadata = result.asset_materializations_for_node("accuracy_metrics")[0].metadata
     assert metadata["rows"].value == len(stored)

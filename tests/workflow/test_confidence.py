@@ -73,7 +73,7 @@ def factor(name: str, **inputs) -> float:
 
 def validations(n: int, model_error: float, naive_error: float, status: str = "valid", inside: bool = True,
                 version: str = "v1", end=AS_OF) -> pd.DataFrame:
-    targets = session_windows(end - pd.Timedelta(days=3), end + pd.Timedelta(minutes=1))[-n:]
+    targets = session_windows(end - pd.Timedelta(days=3), end)[-n:]  # the windows before ``end``
     return pd.DataFrame(
         {
             "symbol": "TEST",
@@ -268,6 +268,10 @@ def test_historical_accuracy_is_the_recent_share_valid_and_inside_the_80_interva
     mixed = pd.concat([validations(40, 1.0, 1.0), missed.assign(target_window=missed["target_window"] - pd.Timedelta(
         days=1))])
     assert factor("historical_accuracy", validations=mixed) == pytest.approx(0.5)
+    # The as-of window's own validations are made after its forecast (same run): a replay does not count them.
+    own = validations(40, 1.0, 1.0, status="needs_reprediction", inside=False, end=AS_OF + pd.Timedelta(minutes=15))
+    assert own["target_window"].max() == AS_OF
+    assert factor("historical_accuracy", validations=pd.concat([validations(40, 1.0, 1.0), own.tail(1)])) == 1.0
     # An invalid validation is a bad bar, not a bad forecast: not counted.
     bad_bars = validations(40, np.nan, np.nan, status="invalid", inside=False)
     assert factor("historical_accuracy", validations=pd.concat([validations(40, 1.0, 1.0), bad_bars])) == 1.0

@@ -97,7 +97,7 @@ def test_the_confidence_gate_uses_the_lower_of_entry_and_exit_and_holds_back_an_
     assert from_now["action"] == "buy" and from_now["confidence"] == 0.7
 
 
-@pytest.mark.parametrize("mase", [1.0, 1.3])
+@pytest.mark.parametrize("mase", [1.0, 1.0 - 1e-12, 1.3])  # 1 - 1e-12: a naive-equal forecast, up to rounding
 def test_a_model_that_does_not_beat_naive_never_recommends_and_says_so(mase):
     row = only(recommend_trades(forecast([97, 110]), {"AAPL": mase}, SETTINGS))  # a 13% move, confident
     assert row["action"] == "none" and row["held_back_by"] == "skill" and row["recent_mase"] == mase
