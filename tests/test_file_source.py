@@ -2,7 +2,6 @@
 
 import logging
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -276,9 +275,9 @@ def test_an_unknown_file_timezone_is_one_sentence(tmp_path):
 # --- market_bars with a file source: one symbol's broken file costs only that symbol -----------------------------
 
 
-def _stored(db_path) -> pd.DataFrame:
-    with duckdb.connect(str(db_path), read_only=True) as conn:
-        return conn.execute("SELECT symbol, window_start, close FROM market_bars ORDER BY 1, 2").df()
+def _stored(store) -> pd.DataFrame:
+    rows = store.read_rows("market_bars")[["symbol", "window_start", "close"]]
+    return rows.sort_values(["symbol", "window_start"], ignore_index=True)
 
 
 def _write_symbols(folder, closes: dict[str, float]) -> None:
@@ -287,7 +286,7 @@ def _write_symbols(folder, closes: dict[str, float]) -> None:
         frame.to_csv(folder / f"{symbol}_15m.csv", index=False)
 
 
-def test_market_bars_stores_the_other_symbols_when_one_file_is_malformed(instance, store, db_path, tmp_path):
+def test_market_bars_stores_the_other_symbols_when_one_file_is_malformed(instance, store, tmp_path):
     folder = tmp_path / "bars"
     folder.mkdir()
     keys = register_windows(instance, "2025-07-07", "2025-07-08")
@@ -298,7 +297,7 @@ def test_market_bars_stores_the_other_symbols_when_one_file_is_malformed(instanc
     }
     _write_symbols(folder, {"AAPL": 100.0, "MSFT": 200.0, "GOOGL": 300.0})
     assert materialize([market_bars], **run).success
-    before = _stored(db_path)
+    before = _stored(store)
     assert before.groupby("symbol")["close"].min().to_dict() == {"AAPL": 100.0, "GOOGL": 300.0, "MSFT": 200.0}
 
     _write_symbols(folder, {"AAPL": 110.0, "GOOGL": 310.0})
@@ -306,7 +305,7 @@ def test_market_bars_stores_the_other_symbols_when_one_file_is_malformed(instanc
         handle.write("2025-07-07 16:00:00,1,2,0.5,1.5,100,extra\n")  # line 28: one field too many
     result = materialize([market_bars], **run)
     assert result.success
-    after = _stored(db_path)
+    after = _stored(store)
     assert after.groupby("symbol")["close"].min().to_dict() == {"AAPL": 110.0, "GOOGL": 310.0, "MSFT": 200.0}
     msft_after, msft_before = (rows[rows["symbol"] == "MSFT"].reset_index(drop=True) for rows in (after, before))
     pd.testing.assert_frame_equal(msft_after, msft_before)
@@ -323,7 +322,7 @@ def test_market_bars_stores_the_other_symbols_when_one_file_is_malformed(instanc
     assert len(errors) == 1
 
 
-def test_market_bars_fails_with_every_sentence_when_every_symbol_fails(instance, store, db_path, tmp_path):
+def test_market_bars_fails_with_every_sentence_when_every_symbol_fails(instance, store, tmp_path):
     folder = tmp_path / "bars"
     folder.mkdir()
     bar_frame(session("2025-07-07", tz=None)).to_csv(folder / "TSLA.csv", index=False)

@@ -1,6 +1,5 @@
-"""market_bars: in-process materialization into a temporary DuckDB file, single partitions and ranges."""
+"""market_bars: in-process materialization into the store (each backend), single partitions and ranges."""
 
-import duckdb
 import pandas as pd
 from dagster import materialize
 
@@ -10,12 +9,12 @@ from lstm_pipeline.partitions import contiguous_ranges, market_bars_key
 from tests.helpers import range_tags, register_windows
 
 
-def _rows(db_path) -> pd.DataFrame:
-    with duckdb.connect(str(db_path), read_only=True) as conn:
-        return conn.execute("SELECT symbol, window_start, close, source FROM market_bars ORDER BY 1, 2").df()
+def _rows(store) -> pd.DataFrame:
+    rows = store.read_rows("market_bars")[["symbol", "window_start", "close", "source"]]
+    return rows.sort_values(["symbol", "window_start"], ignore_index=True)
 
 
-def test_single_partition_materializes_one_row(instance, store, simulated, db_path):
+def test_single_partition_materializes_one_row(instance, store, simulated):
     keys = register_windows(instance, "2025-07-07", "2025-07-08")
     result = materialize(
         [market_bars],
@@ -24,7 +23,7 @@ def test_single_partition_materializes_one_row(instance, store, simulated, db_pa
         resources={"market_data": simulated, "store": store},
     )
     assert result.success
-    rows = _rows(db_path)
+    rows = _rows(store)
     assert len(rows) == 1
     assert rows["symbol"].tolist() == ["AAPL"]
     assert pd.Timestamp(rows["window_start"].iloc[0]) == parse_window_key(keys[3])
@@ -34,13 +33,13 @@ def test_single_partition_materializes_one_row(instance, store, simulated, db_pa
     assert metadata["missing_windows"].value == 0
 
 
-def test_range_backfill_is_one_run_one_request_per_symbol_and_idempotent(instance, store, simulated, db_path):
+def test_range_backfill_is_one_run_one_request_per_symbol_and_idempotent(instance, store, simulated):
     keys = register_windows(instance, "2025-07-01", "2025-07-08")  # includes the 07-03 early close, 07-04 holiday
     tags = range_tags(["AAPL", "MSFT"], keys)
     resources = {"market_data": simulated, "store": store}
     first = materialize([market_bars], instance=instance, tags=tags, resources=resources)
     assert first.success
-    rows = _rows(db_path)
+    rows = _rows(store)
     expected_windows = session_windows("2025-07-01", "2025-07-08")
     assert len(keys) == len(expected_windows) == 26 * 3 + 14  # 07-01, 07-02, 07-07 full; 07-03 early close
     assert len(rows) == 2 * len(keys)
@@ -49,7 +48,7 @@ def test_range_backfill_is_one_run_one_request_per_symbol_and_idempotent(instanc
 
     again = materialize([market_bars], instance=instance, tags=tags, resources=resources)
     assert again.success
-    rerun = _rows(db_path)
+    rerun = _rows(store)
     assert len(rerun) == len(rows)
     assert not rerun.duplicated(["symbol", "window_start"]).any()
     pd.testing.assert_frame_equal(rerun, rows)

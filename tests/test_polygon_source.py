@@ -489,6 +489,8 @@ def test_the_key_is_sent_as_a_bearer_header_and_never_logged_or_shown(
 
     polygon.responder = respond
     caplog.set_level(logging.DEBUG)  # every logger, urllib3's request lines included
+    # (explicitly for urllib3 too: importing the kubernetes client, as dagster-k8s does, sets it to WARNING)
+    caplog.set_level(logging.DEBUG, logger="urllib3")
     client = polygon.client()
     bars = client.fetch_bars("AAPL", pd.Timestamp("2025-07-07", tz=NY), pd.Timestamp("2025-07-08", tz=NY))
 
@@ -549,20 +551,18 @@ def test_the_rate_cap_does_not_wait_when_requests_are_already_spread(polygon: Fa
     assert fake_time.sleeps == [7.0]
 
 
-# --- through Dagster: the resource, the asset and the DuckDB file -------------------------------------------
+# --- through Dagster: the resource, the asset and the store -------------------------------------------------
 
 
-def test_market_bars_from_polygon_then_an_outage_keeps_the_stored_rows(polygon: FakePolygon, tmp_path) -> None:
+def test_market_bars_from_polygon_then_an_outage_keeps_the_stored_rows(polygon: FakePolygon, store) -> None:
     from dagster import instance_for_test, materialize
 
     from lstm_pipeline.assets.market_bars import market_bars
     from lstm_pipeline.partitions import market_bars_key
     from lstm_pipeline.resources.market_data import PolygonMarketData
-    from lstm_pipeline.resources.storage import PipelineStore
     from tests.helpers import register_windows
 
     polygon.responder = lambda seen: (200, {}, aggs_body(seen.ticker, full_day("2025-07-07")))
-    store = PipelineStore.for_path(tmp_path / "bars.duckdb")
     resources = {
         "market_data": PolygonMarketData(
             api_key=KEY, base_url=polygon.base_url, requests_per_minute=600, max_retries=0

@@ -1,4 +1,9 @@
-"""The storage layer: one registry, one migration path, read-only readers, atomic partition replacement, locking."""
+"""The storage layer: one registry, one migration path, read-only readers, atomic partition replacement, locking.
+
+Every behaviour the pipeline relies on runs against both backends (``storage_backend``: the DuckDB file and a
+database on the session's real PostgreSQL server); the DuckDB file's locking has its own tests below, PostgreSQL's
+concurrency is in tests/test_storage_postgres.py.
+"""
 
 import logging
 import subprocess
@@ -8,6 +13,7 @@ import textwrap
 import duckdb
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 
 from lstm_pipeline.market.bars import BAR_COLUMNS
@@ -18,19 +24,57 @@ from lstm_pipeline.storage import (
     ALERTS,
     MARKET_BARS,
     PREDICTIONS,
+    REJECTION_COLUMNS,
     SCHEMA_VERSION,
     TABLES,
     DatabaseAccessError,
     DatabaseLockedError,
     PipelineDatabase,
+    PostgresDatabase,
     StorageError,
     connect,
-    database_at,
     ensure_schema,
     stored_version,
 )
 
 NY = "America/New_York"
+CONSTRAINT_ERRORS = (duckdb.ConstraintException, psycopg.errors.NotNullViolation)
+"""What a write of rows breaking a NOT NULL column raises, per backend (nothing of the write lands)."""
+
+
+def raw_rows(database, sql: str, params=()) -> list[tuple]:
+    """Rows of a raw SQL query on the backend itself (not through the storage layer), with a UTC session."""
+    if isinstance(database, PostgresDatabase):
+        with psycopg.connect(database.url, autocommit=True) as conn:
+            conn.execute("SET TIME ZONE 'UTC'")
+            return conn.execute(sql.replace("?", "%s"), list(params)).fetchall()
+    with duckdb.connect(database.path, read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn.execute(sql, list(params)).fetchall()
+
+
+def raw_execute(database, sql: str) -> None:
+    """Run raw SQL statements (``;``-separated) on the backend, committed."""
+    if isinstance(database, PostgresDatabase):
+        with psycopg.connect(database.url, autocommit=True) as conn:
+            for statement in filter(str.strip, sql.split(";")):
+                conn.execute(statement)
+        return
+    with duckdb.connect(database.path) as conn:
+        conn.execute(sql)
+
+
+def table_columns(database, table: str) -> list[str]:
+    """The columns ``table`` has on the backend, in order (empty if it does not exist)."""
+    if isinstance(database, PipelineDatabase) and not __import__("os").path.exists(database.path):
+        return []
+    schema = "current_schema()" if isinstance(database, PostgresDatabase) else "'main'"
+    return [row[0] for row in raw_rows(
+        database,
+        f"SELECT column_name FROM information_schema.columns WHERE table_schema = {schema} AND table_name = ? "
+        "ORDER BY ordinal_position",
+        [table],
+    )]
 
 
 def _bars(symbol: str, start: str, count: int, close: float = 100.0) -> pd.DataFrame:
@@ -88,21 +132,30 @@ def _columns(path, table: str) -> list[str]:
 # ------------------------------------------------------------------------------------------------ the registry
 
 
-def test_every_table_is_declared_once_and_created_by_ensure_schema(tmp_path):
-    path = tmp_path / "new" / "pipeline.duckdb"
-    assert ensure_schema(path) == 0  # a new file
+def test_every_table_is_declared_once_and_created_by_ensure_schema(storage_backend):
+    database = storage_backend
+    assert database.ensure_schema() == 0  # a new file / an empty database
     for table in TABLES.values():
-        assert _columns(path, table.name) == table.column_names
+        assert table_columns(database, table.name) == table.column_names
         assert set(table.key) <= set(table.column_names) and set(table.partition) <= set(table.key)
-    assert _columns(path, "predictions")[3] == "target_window" and "origin_window" not in _columns(path, "predictions")
-    assert {"rejected_check", "rejected_reason"} <= set(_columns(path, "market_bars"))
+    predictions = table_columns(database, "predictions")
+    assert predictions[3] == "target_window" and "origin_window" not in predictions
+    assert {"rejected_check", "rejected_reason"} <= set(table_columns(database, "market_bars"))
+    assert database.stored_version() == SCHEMA_VERSION
+    types = dict(raw_rows(
+        database,
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'market_bars'",
+    ))
+    assert types["window_start"].lower() == "timestamp with time zone"
+    assert database.ensure_schema() == SCHEMA_VERSION  # already current: nothing to do
+    assert raw_rows(database, "SELECT count(*) FROM schema_version") == [(1,)]
+
+
+def test_ensure_schema_creates_the_duckdb_file_and_its_folder(tmp_path):
+    path = tmp_path / "new" / "pipeline.duckdb"
+    assert ensure_schema(path) == 0
     with duckdb.connect(str(path), read_only=True) as conn:
         assert stored_version(conn) == SCHEMA_VERSION
-        types = dict(conn.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'market_bars'"
-        ).fetchall())
-    assert types["window_start"] == "TIMESTAMP WITH TIME ZONE"
-    assert ensure_schema(path) == SCHEMA_VERSION  # already current: nothing to do
 
 
 # ------------------------------------------------------------------------------------------------ the migration
@@ -128,68 +181,83 @@ INSERT INTO predictions (symbol, as_of_window, origin_window, horizon_step, wind
 """
 
 
-def _old_layout_file(path) -> None:
-    with duckdb.connect(str(path)) as conn:
-        conn.execute(_OLD_LAYOUT)
+def _old_layout(database) -> None:
+    """Tables and rows as the first layout wrote them (PostgreSQL spells DOUBLE as DOUBLE PRECISION)."""
+    sql = _OLD_LAYOUT.replace("DOUBLE", "DOUBLE PRECISION") if isinstance(database, PostgresDatabase) else _OLD_LAYOUT
+    raw_execute(database, sql)
 
 
-def test_a_reader_reads_an_old_layout_file_in_the_new_layout_without_changing_it(tmp_path):
-    path = tmp_path / "old.duckdb"
-    _old_layout_file(path)
-    database = PipelineDatabase(str(path))
+def test_a_reader_reads_an_old_layout_file_in_the_new_layout_without_changing_it(storage_backend):
+    database = storage_backend
+    _old_layout(database)
     predictions = database.read_predictions()
     assert list(predictions.columns) == PREDICTIONS.column_names
     assert predictions["target_window"].tolist() == [pd.Timestamp("2025-07-07 09:45", tz=NY)]
     bars = database.read_bars()
     assert len(bars) == 1 and list(bars.columns) == list(BAR_COLUMNS)  # not rejected: the flag did not exist
     # Readers never create or migrate anything.
-    assert "origin_window" in _columns(path, "predictions") and "rejected_check" not in _columns(path, "market_bars")
-    assert _columns(path, "schema_version") == []
+    assert "origin_window" in table_columns(database, "predictions")
+    assert "rejected_check" not in table_columns(database, "market_bars")
+    assert table_columns(database, "schema_version") == []
+    assert database.stored_version() == 1
 
 
-def test_the_first_write_migrates_an_old_layout_file_and_keeps_its_rows(tmp_path):
-    path = tmp_path / "old.duckdb"
-    _old_layout_file(path)
-    database = PipelineDatabase(str(path))
+def test_the_first_write_migrates_an_old_layout_file_and_keeps_its_rows(storage_backend):
+    database = storage_backend
+    _old_layout(database)
     before = database.read_predictions()
     msft = _bars("MSFT", "2025-07-07 09:30", 2)
     database.replace_bars(msft, zip(msft["symbol"], msft["window_start"], strict=True))  # any write
 
-    assert _columns(path, "predictions") == PREDICTIONS.column_names
-    assert _columns(path, "market_bars") == MARKET_BARS.column_names
-    with duckdb.connect(str(path), read_only=True) as conn:
-        assert stored_version(conn) == SCHEMA_VERSION
+    assert table_columns(database, "predictions") == PREDICTIONS.column_names
+    assert table_columns(database, "market_bars") == MARKET_BARS.column_names
+    assert database.stored_version() == SCHEMA_VERSION
     pd.testing.assert_frame_equal(database.read_predictions(), before)
     assert database.read_bars("AAPL")["close"].tolist() == [100.5]
     assert database.read_bars("MSFT")["close"].tolist() == msft["close"].tolist()
 
 
-def test_a_file_from_a_newer_version_is_refused_in_one_sentence(tmp_path):
+def test_a_file_from_a_newer_version_is_refused_in_one_sentence(storage_backend):
+    database = storage_backend
+    database.ensure_schema()
+    raw_execute(database, f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION + 1})")
+    one_bar = _bars("AAPL", "2025-07-07 09:30", 1)
+    for action in (database.read_bars, database.ensure_schema, lambda: database.replace_bars(one_bar, [])):
+        with pytest.raises(StorageError, match=r"newer than the \d+ this code knows; upgrade lstm_pipeline"):
+            action()
+
+
+def test_ensure_schema_refuses_a_newer_duckdb_file(tmp_path):
     path = tmp_path / "future.duckdb"
     ensure_schema(path)
     with duckdb.connect(str(path)) as conn:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION + 1])
-    for action in (lambda: PipelineDatabase(str(path)).read_bars(), lambda: ensure_schema(path)):
-        with pytest.raises(StorageError, match=r"newer than the \d+ this code knows; upgrade lstm_pipeline"):
-            action()
+    with pytest.raises(StorageError, match=r"newer than the \d+ this code knows; upgrade lstm_pipeline"):
+        ensure_schema(path)
 
 
 # ------------------------------------------------------------------------------------------------- reading
 
 
-def test_reads_of_a_missing_file_or_table_are_empty_frames_and_create_nothing(tmp_path):
-    path = tmp_path / "missing.duckdb"
-    database = PipelineDatabase(str(path))
+def test_reads_of_a_missing_file_or_table_are_empty_frames_and_create_nothing(storage_backend):
+    database = storage_backend
     bars, predictions, alerts = database.read_bars(), database.read_predictions(), database.read_alerts()
     assert bars.empty and list(bars.columns) == list(BAR_COLUMNS)
     assert predictions.empty and list(predictions.columns) == PREDICTIONS.column_names
     assert alerts.empty and list(alerts.columns) == ALERTS.column_names
     assert str(predictions["as_of_window"].dtype) == f"datetime64[ns, {NY}]"
-    assert not path.exists()
+    assert database.read_rows("validations", ["symbol = ?"], ["AAPL"]).empty
+    assert all(table_columns(database, name) == [] for name in TABLES)  # nothing created
+    assert database.stored_version() == 0
 
+
+def test_reading_a_missing_duckdb_file_or_an_empty_one_creates_nothing(tmp_path):
+    path = tmp_path / "missing.duckdb"
+    database = PipelineDatabase(str(path))
+    assert database.read_bars().empty and not path.exists()
     duckdb.connect(str(path)).close()  # an empty database file
     assert database.read_predictions().empty and database.read_bars().empty
-    assert _columns(path, "predictions") == [] and _columns(path, "market_bars") == []
+    assert table_columns(database, "predictions") == [] and table_columns(database, "market_bars") == []
 
 
 def _hold(path, read_only: bool) -> subprocess.Popen:
@@ -230,24 +298,52 @@ def test_reads_are_read_only_so_they_share_the_file_with_another_reader(tmp_path
         _release(reader)
 
 
-def test_timestamps_are_stored_as_utc_instants_and_read_as_new_york(tmp_path):
-    path = tmp_path / "tz.duckdb"
-    database = PipelineDatabase(str(path))
+def test_timestamps_are_stored_as_utc_instants_and_read_as_new_york(storage_backend):
+    database = storage_backend
     bars = _bars("AAPL", "2025-03-07 15:45", 1)  # before the spring change: New York is UTC-5
     database.replace_bars(bars, [("AAPL", bars["window_start"].iloc[0])])
-    with duckdb.connect(str(path), read_only=True) as conn:
-        conn.execute("SET TimeZone = 'UTC'")
-        (stored,) = conn.execute("SELECT strftime(window_start, '%Y-%m-%d %H:%M') FROM market_bars").fetchone()
+    if isinstance(database, PostgresDatabase):
+        (stored,) = raw_rows(database, "SELECT to_char(window_start, 'YYYY-MM-DD HH24:MI') FROM market_bars")[0]
+    else:
+        (stored,) = raw_rows(database, "SELECT strftime(window_start, '%Y-%m-%d %H:%M') FROM market_bars")[0]
     assert stored == "2025-03-07 20:45"
     read = database.read_bars("AAPL")["window_start"]
     assert str(read.dtype) == f"datetime64[ns, {NY}]" and read.iloc[0] == pd.Timestamp("2025-03-07 15:45", tz=NY)
+    naive = database.read_bars("AAPL", start=pd.Timestamp("2025-03-07 15:45"))  # a naive bound means New York
+    assert len(naive) == 1
+
+
+def test_both_backends_read_the_same_frames(tmp_path, postgres_url):
+    """Same writes, same frames: columns, dtypes, order, nulls, booleans and integers alike on both backends."""
+    frames = []
+    for database in (PipelineDatabase(str(tmp_path / "same.duckdb")), PostgresDatabase(postgres_url)):
+        bars = pd.concat([_bars("MSFT", "2025-07-07 09:30", 3), _bars("AAPL", "2025-07-07 09:30", 3)])
+        bars.loc[bars.index[1], "vwap"] = 101.25
+        database.replace_bars(bars, zip(bars["symbol"], bars["window_start"], strict=True))
+        as_of = pd.Timestamp("2025-07-07 10:00", tz=NY)
+        database.replace_forecasts(_forecast("AAPL", as_of), _alert("AAPL", as_of), [("AAPL", as_of)])
+        keys = pd.DataFrame({"symbol": ["AAPL"], "target_window": [as_of]})
+        rows = keys.assign(as_of_window=[as_of - pd.Timedelta(minutes=30)], horizon_step=np.int64(2),
+                           model_version="v1", predicted_close=101.0, last_close=100.0, status="valid",
+                           inside_80=True, inside_95=None, actual_close=np.nan)
+        database.replace_tables({"validations": (keys, rows)})
+        frames.append({
+            "bars": database.read_bars(),
+            "bars_all": database.read_rows("market_bars").drop(columns="ingested_at"),
+            "predictions": database.read_predictions().drop(columns="created_at"),
+            "alerts": database.read_alerts().drop(columns="created_at"),
+            "validations": database.read_rows("validations").drop(columns="validated_at"),
+        })
+    for name in frames[0]:
+        pd.testing.assert_frame_equal(frames[0][name], frames[1][name], obj=name)
+    assert frames[0]["bars"]["symbol"].tolist() == ["AAPL"] * 3 + ["MSFT"] * 3  # ordered by the key
 
 
 # ------------------------------------------------------------------------------------------------- writing
 
 
-def test_replacing_partitions_is_idempotent_and_a_failed_write_keeps_the_old_rows(tmp_path):
-    database = PipelineDatabase(str(tmp_path / "atomic.duckdb"))
+def test_replacing_partitions_is_idempotent_and_a_failed_write_keeps_the_old_rows(storage_backend):
+    database = storage_backend
     as_of = pd.Timestamp("2025-07-07 10:00", tz=NY)
     partitions = [("AAPL", as_of), ("MSFT", as_of)]
     predictions = pd.concat([_forecast("AAPL", as_of), _forecast("MSFT", as_of)], ignore_index=True)
@@ -259,7 +355,7 @@ def test_replacing_partitions_is_idempotent_and_a_failed_write_keeps_the_old_row
     assert len(stored_alerts) == 1
 
     broken = predictions.assign(predicted_close=np.where(predictions["symbol"] == "MSFT", np.nan, 1.0))
-    with pytest.raises(duckdb.ConstraintException):
+    with pytest.raises(CONSTRAINT_ERRORS):
         database.replace_forecasts(broken, alerts.iloc[0:0], partitions)
     pd.testing.assert_frame_equal(database.read_predictions(), stored)  # both tables rolled back together
     pd.testing.assert_frame_equal(database.read_alerts(), stored_alerts)
@@ -268,16 +364,16 @@ def test_replacing_partitions_is_idempotent_and_a_failed_write_keeps_the_old_row
     assert set(database.read_predictions()["symbol"]) == {"AAPL"} and database.read_alerts().empty
 
 
-def test_rows_in_the_old_column_names_are_refused_in_one_sentence(tmp_path):
-    database = PipelineDatabase(str(tmp_path / "names.duckdb"))
+def test_rows_in_the_old_column_names_are_refused_in_one_sentence(storage_backend):
+    database = storage_backend
     as_of = pd.Timestamp("2025-07-07 10:00", tz=NY)
     old = _forecast("AAPL", as_of).rename(columns={"target_window": "window_start"})
     with pytest.raises(ValueError, match=r"table predictions are missing the column\(s\) \['target_window'\]"):
         database.replace_forecasts(old, _alert("AAPL", as_of).iloc[0:0], [("AAPL", as_of)])
 
 
-def test_rejected_bars_are_not_read_until_their_partition_is_replaced(tmp_path):
-    database = PipelineDatabase(str(tmp_path / "quarantine.duckdb"))
+def test_rejected_bars_are_not_read_until_their_partition_is_replaced(storage_backend):
+    database = storage_backend
     bars = _bars("AAPL", "2025-07-07 09:30", 4)
     partitions = list(zip(bars["symbol"], bars["window_start"], strict=True))
     database.replace_bars(bars, partitions)
@@ -299,6 +395,21 @@ def test_rejected_bars_are_not_read_until_their_partition_is_replaced(tmp_path):
 
     database.replace_bars(bars.iloc[[1]], [("AAPL", bad)])  # re-materializing the partition
     assert len(database.read_bars("AAPL")) == 4 and database.read_rejected_bars().empty
+
+
+def test_staged_bars_are_read_only_once_their_checks_promote_them(storage_backend):
+    database = storage_backend
+    bars = _bars("AAPL", "2025-07-07 09:30", 3)
+    partitions = list(zip(bars["symbol"], bars["window_start"], strict=True))
+    database.replace_bars(bars, partitions, awaiting_checks=True)
+    assert database.read_bars("AAPL").empty and len(database.read_bars("AAPL", include_rejected=True)) == 3
+    assert database.record_checks(partitions, pd.DataFrame(columns=list(REJECTION_COLUMNS)), promote=False) == 0
+    assert database.read_bars("AAPL").empty  # only some blocking checks ran: still staged
+    bad = bars["window_start"].iloc[2]
+    rejection = pd.DataFrame({"symbol": ["AAPL"], "window_start": [bad], "check_name": ["c"], "reason": ["r"]})
+    assert database.record_checks(partitions, rejection) == 1
+    assert database.read_bars("AAPL")["window_start"].tolist() == bars["window_start"].iloc[:2].tolist()
+    assert database.read_rejected_bars()["rejected_check"].tolist() == ["c"]
 
 
 # ------------------------------------------------------------------------------------------------- locking
@@ -414,8 +525,8 @@ def test_an_unwritable_db_path_is_refused_when_the_resources_are_built(tmp_path)
     assert isinstance(resources["store"], PipelineStore) and not (tmp_path / "new").exists()
 
 
-def test_workflow_tables_replace_by_partition_in_one_transaction_and_read_back(tmp_path):
-    database = database_at(tmp_path / "pipeline.duckdb")
+def test_workflow_tables_replace_by_partition_in_one_transaction_and_read_back(storage_backend):
+    database = storage_backend
     target = pd.Timestamp("2025-07-07 10:00", tz=NY)
     keys = pd.DataFrame({"symbol": ["AAPL"], "target_window": [target]})
     rows = keys.assign(
@@ -430,6 +541,6 @@ def test_workflow_tables_replace_by_partition_in_one_transaction_and_read_back(t
     with pytest.raises(ValueError, match="Unknown table"):
         database.read_rows("validation")
     bad = {"validations": (keys, rows.assign(status=None)), "trade_outcomes": (pd.DataFrame(), pd.DataFrame())}
-    with pytest.raises(duckdb.ConstraintException):  # status is NOT NULL: nothing of the two-table write lands
+    with pytest.raises(CONSTRAINT_ERRORS):  # status is NOT NULL: nothing of the two-table write lands
         database.replace_tables(bad)
     assert database.read_rows("validations")["status"].tolist() == ["needs_reprediction"]

@@ -1,8 +1,9 @@
-"""Resources chosen per deployment: the market-data source, the DuckDB stores and the model store."""
+"""Resources chosen per deployment: the market-data source, the store (DuckDB or PostgreSQL), the model store."""
 
 import os
 
 from dagster import EnvVar
+from dagster_duckdb import DuckDBResource
 
 from lstm_pipeline.resources.market_data import (
     FileMarketData,
@@ -13,7 +14,7 @@ from lstm_pipeline.resources.market_data import (
 from lstm_pipeline.resources.model_store import LocalModelStore
 from lstm_pipeline.resources.storage import PipelineStore
 from lstm_pipeline.settings import ConfigError, Settings
-from lstm_pipeline.storage import writable_problem
+from lstm_pipeline.storage import postgres_url_of, writable_problem
 
 
 def build_market_data(settings: Settings) -> MarketDataSource:
@@ -60,16 +61,27 @@ def build_market_data(settings: Settings) -> MarketDataSource:
     )
 
 
+def build_store(settings: Settings) -> PipelineStore:
+    """The store for ``storage.backend``: the DuckDB file ``db_path`` (refused here if it cannot be written) or the
+    PostgreSQL database ``storage.postgres_url`` (refused here if it cannot be parsed; never shown in the UI)."""
+    if settings.storage.backend == "postgres":
+        postgres_url_of(settings)
+        variable = settings.env_variable_for("storage", "postgres_url")
+        url_config = {"postgres_url": EnvVar(variable)} if variable else {"postgres_url_from_config": True}
+        return PipelineStore(duckdb=DuckDBResource(database=str(settings.db_path)), backend="postgres", **url_config)
+    problem = writable_problem(settings.db_path)
+    if problem is not None:
+        raise ConfigError(problem)
+    return PipelineStore.for_path(settings.db_path)
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     """Every resource the definitions use, keyed by the names assets ask for.
 
     An unwritable ``db_path`` is refused here, when the code location loads, not by the first run that writes.
     """
-    problem = writable_problem(settings.db_path)
-    if problem is not None:
-        raise ConfigError(problem)
     return {
         "market_data": build_market_data(settings),
-        "store": PipelineStore.for_path(settings.db_path),
+        "store": build_store(settings),
         "model_store": LocalModelStore(models_dir=str(settings.models_dir)),
     }

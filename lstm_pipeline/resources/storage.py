@@ -1,31 +1,58 @@
-"""``PipelineStore``: the one resource (key ``"store"``) through which assets read and write the DuckDB file.
+"""``PipelineStore``: the one resource (key ``"store"``) through which assets read and write the pipeline's tables.
 
-A thin Dagster face on ``lstm_pipeline.storage.PipelineDatabase``: the file is one ``DuckDBResource`` (its
-``database`` path and ``connection_config``), writes are one transaction per call, reads are read-only, and a lock
-held by another process is waited for at most ``lock_timeout_seconds``, with the wait logged to the run.
+A thin Dagster face on the storage layer, on either backend. ``backend="duckdb"`` (the embedded default): the
+``DuckDBResource`` file (its ``database`` path and ``connection_config``) through ``PipelineDatabase``, read-only
+reads, another process's lock waited for at most ``lock_timeout_seconds`` with the wait logged to the run.
+``backend="postgres"``: the database at ``postgres_url`` (pass ``EnvVar("LSTM_PIPELINE_POSTGRES_URL")`` so the
+URL, which holds a password, never shows in the UI; or ``postgres_url_from_config`` to read it from the config file
+when a run starts) through ``PostgresDatabase``: concurrent writers, ``lock_timeout_seconds`` bounding the wait for
+another writer of the same table and symbol. Either way writes are one transaction per call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from dagster import ConfigurableResource, get_dagster_logger
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from lstm_pipeline.storage import DEFAULT_LOCK_TIMEOUT_SECONDS, PipelineDatabase
+from lstm_pipeline.storage import (
+    DEFAULT_LOCK_TIMEOUT_SECONDS,
+    PipelineDatabase,
+    PostgresDatabase,
+    StorageBackend,
+    StorageError,
+)
 
 
 class PipelineStore(ConfigurableResource):
-    """The project's tables (market_bars, predictions, alerts) in one DuckDB file."""
+    """The project's tables, in one DuckDB file (default) or a PostgreSQL database (``backend="postgres"``)."""
 
     duckdb: DuckDBResource
+    """The DuckDB file (backend duckdb); with PostgreSQL only its folder is used, for files kept beside the data
+    (e.g. backtest reports)."""
     lock_timeout_seconds: float = Field(
         default=DEFAULT_LOCK_TIMEOUT_SECONDS,
         gt=0,
-        description="How long to wait for another process that holds the DuckDB file before failing.",
+        description="How long to wait for another process holding the DuckDB file (or, on PostgreSQL, another "
+        "writer of the same table and symbol) before failing.",
+    )
+    backend: Literal["duckdb", "postgres"] = Field(
+        default="duckdb", description="Where the tables live: the DuckDB file or the PostgreSQL database."
+    )
+    postgres_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (backend postgres); pass EnvVar('LSTM_PIPELINE_POSTGRES_URL') so it never "
+        "shows in the UI.",
+    )
+    postgres_url_from_config: bool = Field(
+        default=False,
+        description="Without postgres_url: read storage.postgres_url from the project's config file when a run "
+        "starts.",
     )
 
     @classmethod
@@ -33,8 +60,44 @@ class PipelineStore(ConfigurableResource):
         """A store on the DuckDB file at ``db_path`` (created on the first write)."""
         return cls(duckdb=DuckDBResource(database=str(db_path)), lock_timeout_seconds=lock_timeout_seconds)
 
+    @classmethod
+    def for_postgres(
+        cls,
+        url: str,
+        files_beside: str | Path = "data/lstm_pipeline.duckdb",
+        lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    ) -> PipelineStore:
+        """A store on the PostgreSQL database at ``url`` (tables created on the first write); ``files_beside``
+        places files kept next to the data, as ``db_path`` does for DuckDB. Tests only: a deployment passes
+        the URL as an ``EnvVar`` (see ``lstm_pipeline.resources.build_resources``)."""
+        return cls(
+            duckdb=DuckDBResource(database=str(files_beside)),
+            lock_timeout_seconds=lock_timeout_seconds,
+            backend="postgres",
+            postgres_url=url,
+        )
+
+    def _postgres_url(self) -> str:
+        if self.postgres_url:
+            return self.postgres_url
+        if self.postgres_url_from_config:
+            from lstm_pipeline.settings import get_settings
+            from lstm_pipeline.storage import postgres_url_of
+
+            return postgres_url_of(get_settings())
+        raise StorageError(
+            "The store's backend is 'postgres' but it has no postgres_url; set storage.postgres_url (or "
+            "LSTM_PIPELINE_POSTGRES_URL) and reload the code location."
+        )
+
     @property
-    def database(self) -> PipelineDatabase:
+    def database(self) -> StorageBackend:
+        if self.backend == "postgres":
+            return PostgresDatabase(
+                url=self._postgres_url(),
+                lock_timeout_seconds=self.lock_timeout_seconds,
+                logger=get_dagster_logger(),
+            )
         return PipelineDatabase(
             path=self.duckdb.database,
             lock_timeout_seconds=self.lock_timeout_seconds,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import duckdb
 
@@ -21,14 +22,21 @@ from lstm_pipeline.storage.connections import (
     StorageError,
     connect,
 )
-from lstm_pipeline.storage.tables import SCHEMA_VERSION, SCHEMA_VERSION_TABLE, TABLES, Table
+from lstm_pipeline.storage.tables import SCHEMA_VERSION, SCHEMA_VERSION_TABLE, TABLES, Column, Table
 
 _NOTES = {
     1: "first layout",
     2: "predictions.window_start renamed target_window, origin_window dropped; market_bars quarantine columns",
     3: "prediction workflow: predictions confidence/factors/reason, validations, accuracy_metrics, "
     "trade_recommendations, trade_outcomes, alerts level/alert_key/resolved_at",
+    4: "operations (issue #10): pruned_partitions; alerts acknowledged/resolved_by/escalated_at, alert_deliveries, "
+    "system_metrics",
 }
+
+
+def version_note() -> str | None:
+    """What the current layout added, for the ``schema_version`` row."""
+    return _NOTES.get(SCHEMA_VERSION)
 
 
 def existing_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
@@ -58,19 +66,24 @@ def check_not_newer(version: int, path: str) -> None:
         )
 
 
-def _reconcile(conn: duckdb.DuckDBPyConnection, table: Table) -> list[str]:
-    """Bring one table to its registered shape; returns what was changed, for the log."""
-    present = existing_columns(conn, table.name)
+def reconcile_statements(
+    table: Table,
+    present: list[str],
+    create_sql: str,
+    column_ddl: Callable[[Column], str],
+) -> tuple[list[str], list[str]]:
+    """The statements that bring one table (with columns ``present``) to its registered shape, and what they
+    change, for the log. Shared by both backends; ``create_sql`` and ``column_ddl`` speak the backend's SQL."""
     if not present:
-        conn.execute(table.create_sql())
-        return [f"created {table.name}"]
-    changes = []
+        return [create_sql], [f"created {table.name}"]
+    present = list(present)
+    statements, changes = [], []
     for column in table.columns:
         if column.name in present:
             continue
         earlier = next((name for name in column.renamed_from if name in present), None)
         if earlier is not None:
-            conn.execute(f"ALTER TABLE {table.name} RENAME COLUMN {earlier} TO {column.name}")
+            statements.append(f"ALTER TABLE {table.name} RENAME COLUMN {earlier} TO {column.name}")
             present[present.index(earlier)] = column.name
             changes.append(f"renamed {table.name}.{earlier} to {column.name}")
             continue
@@ -79,13 +92,23 @@ def _reconcile(conn: duckdb.DuckDBPyConnection, table: Table) -> list[str]:
                 f"Cannot add the required column {table.name}.{column.name} to existing rows; give it a default "
                 "or make it nullable in lstm_pipeline/storage/tables.py."
             )
-        conn.execute(f"ALTER TABLE {table.name} ADD COLUMN {column.ddl()}")
+        statements.append(f"ALTER TABLE {table.name} ADD COLUMN {column_ddl(column)}")
         present.append(column.name)
         changes.append(f"added {table.name}.{column.name}")
     for name in present:
         if name not in table.column_names:
-            conn.execute(f"ALTER TABLE {table.name} DROP COLUMN {name}")
+            statements.append(f"ALTER TABLE {table.name} DROP COLUMN {name}")
             changes.append(f"dropped {table.name}.{name}")
+    return statements, changes
+
+
+def _reconcile(conn: duckdb.DuckDBPyConnection, table: Table) -> list[str]:
+    """Bring one table to its registered shape; returns what was changed, for the log."""
+    statements, changes = reconcile_statements(
+        table, existing_columns(conn, table.name), table.create_sql(), Column.ddl
+    )
+    for statement in statements:
+        conn.execute(statement)
     return changes
 
 
@@ -106,7 +129,7 @@ def migrate(conn: duckdb.DuckDBPyConnection, path: str, logger: logging.Logger |
         if version < SCHEMA_VERSION:
             conn.execute(
                 f"INSERT INTO {SCHEMA_VERSION_TABLE.name} (version, note) VALUES (?, ?)",
-                [SCHEMA_VERSION, _NOTES[SCHEMA_VERSION]],
+                [SCHEMA_VERSION, version_note()],
             )
         conn.execute("COMMIT")
     except BaseException:

@@ -33,7 +33,7 @@ def empty_frame(table: Table) -> pd.DataFrame:
     return pd.DataFrame({column.name: pd.Series(dtype=column.pandas_dtype) for column in table.columns})
 
 
-def _to_utc(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+def to_utc(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     """Timestamp columns as UTC instants (naive values mean New York) so DuckDB stores the right TIMESTAMPTZ."""
     out = frame.copy()
     for name in out.columns:
@@ -45,7 +45,7 @@ def _to_utc(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     return out
 
 
-def _check_columns(table: Table, frame: pd.DataFrame, what: str) -> None:
+def check_columns(table: Table, frame: pd.DataFrame, what: str) -> None:
     unknown = [name for name in frame.columns if name not in table.column_names]
     if unknown:
         raise ValueError(f"The {what} for table {table.name} have unknown column(s) {unknown}; its columns are "
@@ -55,16 +55,16 @@ def _check_columns(table: Table, frame: pd.DataFrame, what: str) -> None:
 def replace_partitions(conn: duckdb.DuckDBPyConnection, replacements: Sequence[Replacement]) -> None:
     """Apply every replacement in one transaction (the schema must be current: writers run ``migrate`` first)."""
     for replacement in replacements:
-        _check_columns(replacement.table, replacement.keys, "partition keys")
-        _check_columns(replacement.table, replacement.rows, "rows")
+        check_columns(replacement.table, replacement.keys, "partition keys")
+        check_columns(replacement.table, replacement.rows, "rows")
     registered: list[str] = []
     conn.execute("BEGIN TRANSACTION")
     try:
         for index, replacement in enumerate(replacements):
             table = replacement.table.name
             keys, rows = f"replace_keys_{index}", f"replace_rows_{index}"
-            conn.register(keys, _to_utc(replacement.keys, replacement.table))
-            conn.register(rows, _to_utc(replacement.rows, replacement.table))
+            conn.register(keys, to_utc(replacement.keys, replacement.table))
+            conn.register(rows, to_utc(replacement.rows, replacement.table))
             registered += [keys, rows]
             if len(replacement.keys.columns):
                 match = " AND ".join(f"t.{column} = k.{column}" for column in replacement.keys.columns)

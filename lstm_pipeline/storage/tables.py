@@ -12,12 +12,16 @@ from dataclasses import dataclass
 
 from lstm_pipeline.market.calendar import NEW_YORK
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The layout this code writes and reads. 1: the first layout (predictions had ``window_start`` and
 ``origin_window``; market_bars had no quarantine columns). 2: ``predictions.target_window``, ``origin_window``
 dropped, ``market_bars.rejected_check`` / ``rejected_reason``. 3: the prediction workflow (issue #13):
 ``predictions`` gains its confidence, factors and reason; ``validations``, ``accuracy_metrics``,
-``trade_recommendations``, ``trade_outcomes`` are added and ``alerts`` gains a level, a dedup key and a resolution."""
+``trade_recommendations``, ``trade_outcomes`` are added and ``alerts`` gains a level, a dedup key and a resolution.
+4: operations (issue #10): ``pruned_partitions`` (what retention deleted, so readers answer "pruned"); issue #14:
+``accuracy_metrics`` gains the naive and time-of-day bands' coverage and Winkler scores (``*_band_*``); alert
+channels and monitoring (issue #10): ``alerts`` gains ``acknowledged_at``/``acknowledged_by``, ``resolved_by`` and
+``escalated_at``; ``alert_deliveries`` and ``system_metrics`` are added."""
 
 _PANDAS_DTYPES = {
     "VARCHAR": "object",
@@ -169,6 +173,12 @@ ALERTS = Table(
         # What makes a repeated condition the same alert (e.g. ``prediction_error_high:AAPL``).
         Column("resolved_at", "TIMESTAMPTZ"),
         # When the condition stopped holding; null while the alert is open.
+        # Added in layout 4 (alert channels, issue #10): who acknowledged or resolved it by hand, and when a WARNING
+        # left unresolved was escalated to ERROR. Writers of an open row carry them over.
+        Column("acknowledged_at", "TIMESTAMPTZ"),
+        Column("acknowledged_by", "VARCHAR"),
+        Column("resolved_by", "VARCHAR"),
+        Column("escalated_at", "TIMESTAMPTZ"),
     ),
     key=("source", "symbol", "as_of_window", "kind"),
     partition=("source", "symbol", "as_of_window"),
@@ -235,6 +245,16 @@ ACCURACY_METRICS = Table(
         Column("mean_trade_return_pct", "DOUBLE"),
         Column("mase_trend", "DOUBLE"),
         # This span's MASE minus the previous span's (negative: improving).
+        Column("naive_band_coverage_80", "DOUBLE"),
+        Column("naive_band_coverage_95", "DOUBLE"),
+        Column("naive_band_winkler_80", "DOUBLE"),
+        Column("naive_band_winkler_95", "DOUBLE"),
+        Column("tod_band_coverage_80", "DOUBLE"),
+        Column("tod_band_coverage_95", "DOUBLE"),
+        Column("tod_band_winkler_80", "DOUBLE"),
+        Column("tod_band_winkler_95", "DOUBLE"),
+        # The two baseline bands of issue #14 (naive and time-of-day, ``forecasting.bands.baseline_bands``) on the
+        # same validated origins and targets: compare with coverage_80 .. winkler_95 (null: a band still warming up).
         Column("computed_at", "TIMESTAMPTZ", nullable=False, default="current_timestamp"),
     ),
     key=("symbol", "window_start", "span", "horizon_bucket"),
@@ -303,6 +323,70 @@ SCHEMA_VERSION_TABLE = Table(
     description="One row per schema version applied to this file; the highest is the file's layout.",
 )
 
+ALERT_DELIVERIES = Table(
+    name="alert_deliveries",
+    columns=(
+        Column("channel", "VARCHAR", nullable=False),
+        # console, file, webhook or email.
+        Column("source", "VARCHAR", nullable=False),
+        Column("symbol", "VARCHAR", nullable=False),
+        Column("as_of_window", "TIMESTAMPTZ", nullable=False),
+        Column("kind", "VARCHAR", nullable=False),
+        # The alert delivered (the alerts table's key).
+        Column("event", "VARCHAR", nullable=False),
+        # What was announced: ``open:<LEVEL>`` (raised, or its level changed) or ``resolved``.
+        Column("alert_key", "VARCHAR"),
+        Column("level", "VARCHAR"),
+        Column("status", "VARCHAR", nullable=False),
+        # ``sent``, ``failed`` (retried from next_attempt_at) or ``gave_up`` (after the last attempt).
+        Column("attempts", "INTEGER", nullable=False),
+        Column("last_error", "VARCHAR"),
+        Column("first_attempt_at", "TIMESTAMPTZ", nullable=False),
+        Column("last_attempt_at", "TIMESTAMPTZ", nullable=False),
+        Column("next_attempt_at", "TIMESTAMPTZ"),
+    ),
+    key=("channel", "source", "symbol", "as_of_window", "kind", "event"),
+    partition=("channel", "source", "symbol", "as_of_window", "kind", "event"),
+    description="Every attempt to announce an alert event on a channel: sent, failed (with the error and when it is "
+    "retried) or given up. The alert itself stays in alerts whatever happens here.",
+)
+
+SYSTEM_METRICS = Table(
+    name="system_metrics",
+    columns=(
+        Column("sampled_at", "TIMESTAMPTZ", nullable=False),
+        Column("category", "VARCHAR", nullable=False),
+        # One of the spec's six monitoring categories (the keys of monitoring_intervals).
+        Column("metric", "VARCHAR", nullable=False),
+        Column("value", "DOUBLE"),
+        Column("unit", "VARCHAR"),
+        Column("detail", "VARCHAR"),
+        # Why a value is missing, or what it was computed over.
+    ),
+    key=("sampled_at", "category", "metric"),
+    partition=("sampled_at", "category"),
+    description="Samples of the spec's monitoring categories (prediction accuracy, model performance, system health, "
+    "API performance, storage, trade performance), one row per metric and sample time.",
+)
+
+PRUNED_PARTITIONS = Table(
+    name="pruned_partitions",
+    columns=(
+        Column("table_name", "VARCHAR", nullable=False),
+        Column("symbol", "VARCHAR", nullable=False),
+        Column("window_start", "TIMESTAMPTZ", nullable=False),
+        # The partition's window in that table's window column (window_start, as_of_window, target_window, ...).
+        Column("rows_deleted", "BIGINT", nullable=False),
+        Column("backup_id", "VARCHAR", nullable=False),
+        # A verified backup that holds the deleted rows (restore brings them back).
+        Column("pruned_at", "TIMESTAMPTZ", nullable=False),
+    ),
+    key=("table_name", "symbol", "window_start"),
+    partition=("table_name", "symbol", "window_start"),
+    description="Symbol-windows of a table whose rows the retention job deleted (after a verified backup held them): "
+    "readers say 'pruned' for them instead of answering an empty success.",
+)
+
 TABLES: dict[str, Table] = {
     table.name: table
     for table in (
@@ -314,6 +398,9 @@ TABLES: dict[str, Table] = {
         TRADE_RECOMMENDATIONS,
         TRADE_OUTCOMES,
         SCHEMA_VERSION_TABLE,
+        PRUNED_PARTITIONS,
+        ALERT_DELIVERIES,
+        SYSTEM_METRICS,
     )
 }
 """Every table of the file, by name."""
