@@ -1,0 +1,201 @@
+"""Response bodies: the OpenAPI document generated from these is the REST service's contract."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    """Every error: one sentence naming the problem and the fix; ``errors`` lists each malformed parameter."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    process: Check
+    store: Check
+    dagster: Check
+
+
+class SymbolStatus(BaseModel):
+    symbol: str
+    latest_bar_window: dt.datetime | None
+    latest_forecast_window: dt.datetime | None
+    freshness_lag_minutes: float | None = Field(
+        description="Minutes from the end of the newest stored bar's window to now (market closed: it grows)."
+    )
+
+
+class AssetRun(BaseModel):
+    asset: str
+    last_materialized_at: dt.datetime | None
+    run_id: str | None
+
+
+class Status(BaseModel):
+    symbols: list[SymbolStatus]
+    assets: list[AssetRun] | None = Field(description="Last materialization per asset, from Dagster; null when "
+                                          "Dagster is not reachable (see dagster_detail).")
+    dagster_detail: str
+    data_as_of: dt.datetime | None = Field(description="When the data served was last refreshed from the store.")
+
+
+class ConfigDocument(BaseModel):
+    path: str | None = Field(description="The config file POST /config writes (null: built-in defaults only).")
+    settings: dict[str, Any] = Field(description="The validated settings, secrets redacted.")
+
+
+class ConfigChange(BaseModel):
+    key: str
+    old: Any = None
+    new: Any = None
+
+
+class ConfigUpdate(BaseModel):
+    path: str
+    changes: list[ConfigChange]
+    note: str
+
+
+class ForecastStep(BaseModel):
+    horizon_step: int
+    target_window: dt.datetime
+    predicted_close: float
+    lower_80: float | None
+    upper_80: float | None
+    lower_95: float | None
+    upper_95: float | None
+
+
+class ForecastSummary(BaseModel):
+    symbol: str
+    as_of_window: dt.datetime
+    model_version: str
+    forecast_mode: str
+    last_close: float
+    next_close: float = Field(description="The one-step-ahead predicted close.")
+    confidence: float | None
+    confidence_level: str | None
+    created_at: dt.datetime | None
+
+
+class Forecast(ForecastSummary):
+    reason: str | None
+    path: list[ForecastStep]
+
+
+class Recommendation(BaseModel):
+    symbol: str
+    as_of_window: dt.datetime
+    model_version: str | None
+    action: str
+    entry_window: dt.datetime | None
+    entry_price: float | None
+    exit_window: dt.datetime | None
+    exit_price: float | None
+    predicted_return_pct: float | None
+    confidence: float | None
+    confidence_level: str | None
+    held_back_by: str | None
+    reason: str
+    active: bool = Field(description="A buy or short whose exit window is after the symbol's newest stored bar.")
+
+
+class AccuracyMetric(BaseModel):
+    symbol: str
+    window_start: dt.datetime
+    span: str
+    horizon_bucket: str
+    n: int
+    rmse: float | None
+    mae: float | None
+    mape: float | None
+    directional_accuracy: float | None
+    mase: float | None
+    coverage_80: float | None
+    coverage_95: float | None
+    trade_success_rate: float | None
+    mean_trade_return_pct: float | None
+
+
+class TradeSuccess(BaseModel):
+    scored: int
+    hits: int
+    success_rate: float | None
+    mean_realized_return_pct: float | None
+
+
+class RunDuration(BaseModel):
+    run_id: str
+    status: str
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    duration_seconds: float | None
+
+
+class SymbolPerformance(BaseModel):
+    symbol: str
+    period_start: dt.datetime | None
+    period_end: dt.datetime | None = Field(description="The newest stored accuracy window of the symbol: periods "
+                                           "are counted back from the data, not the wall clock.")
+    latest_metrics: list[AccuracyMetric]
+    trade_success: TradeSuccess
+
+
+class Performance(BaseModel):
+    symbols: list[SymbolPerformance]
+    runs: list[RunDuration] | None = Field(description="Recent market_bars_update runs from Dagster; null when it "
+                                           "is not reachable.")
+    dagster_detail: str
+
+
+class SymbolPerformanceHistory(SymbolPerformance):
+    period_hours: float
+    metrics: list[AccuracyMetric] = Field(description="Every metric row of the period, newest first.")
+    runs: list[RunDuration] | None
+    dagster_detail: str
+
+
+class Alert(BaseModel):
+    source: str
+    symbol: str
+    as_of_window: dt.datetime
+    kind: str
+    level: str | None
+    severity: str
+    message: str
+    alert_key: str | None
+    run_id: str | None
+    created_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+
+
+class LaunchedRuns(BaseModel):
+    job: str
+    window: str = Field(description="The newest registered session window (YYYY-MM-DD-HH:MM, New York).")
+    symbols: list[str]
+    run_ids: list[str]
+
+
+class AuditEntry(BaseModel):
+    id: str
+    time: dt.datetime
+    key_id: str | None
+    role: str | None
+    client: str
+    method: str
+    path: str
+    outcome: int
+    detail: str | None = None
+    config_changes: list[ConfigChange] | None = None
+    run_ids: list[str] | None = None

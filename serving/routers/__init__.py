@@ -1,0 +1,1 @@
+"""One router per resource; ``serving.app.create_app`` includes them."""

@@ -1,0 +1,38 @@
+"""``GET /recommendations`` and ``GET /recommendations/{symbol}`` (``active=true|false``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from serving import queries
+from serving.deps import KnownSymbol, SnapshotDep
+from serving.models import Recommendation
+from serving.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from serving.security import require_reader
+
+router = APIRouter(tags=["data"], dependencies=[Depends(require_reader)])
+Active = Annotated[bool | None, Query(description="true: only open buys/shorts; false: only the others; absent: all.")]
+
+
+def _page(snapshot: Any, symbol: str | None, active: bool | None, limit: int, cursor: str | None
+          ) -> Page[Recommendation]:
+    rows, next_cursor = queries.recommendations(snapshot, symbol, active, limit, cursor)
+    return Page[Recommendation](items=[Recommendation(**row) for row in rows], next_cursor=next_cursor, limit=limit)
+
+
+@router.get("/recommendations", response_model=Page[Recommendation], summary="Trade recommendations, newest first")
+def list_recommendations(
+    snapshot: SnapshotDep, active: Active = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Page[Recommendation]:
+    return _page(snapshot, None, active, limit, cursor)
+
+
+@router.get("/recommendations/{symbol}", response_model=Page[Recommendation],
+            summary="A symbol's trade recommendations, newest first")
+def symbol_recommendations(
+    symbol: KnownSymbol, snapshot: SnapshotDep, active: Active = None, limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[Recommendation]:
+    return _page(snapshot, symbol, active, limit, cursor)
