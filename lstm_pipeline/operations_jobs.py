@@ -1,0 +1,121 @@
+"""Jobs of the operations (issue #10): backup, export, restore and retention, launched from the UI or a schedule.
+
+The op jobs are thin: they build the settings of the run's store and call ``lstm_pipeline.operations``. A restore
+refuses to replace the store while another run of this instance is in progress (or any process holds the DuckDB
+write lock); the CLI (``lstm-pipeline restore``) calls the same function.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+from dagster import (
+    AssetSelection,
+    Config,
+    DagsterRunStatus,
+    Failure,
+    OpExecutionContext,
+    RunsFilter,
+    define_asset_job,
+    job,
+    op,
+)
+from pydantic import Field
+
+from lstm_pipeline.operations.errors import OperationError
+from lstm_pipeline.operations.restore import restore
+from lstm_pipeline.operations.retention import apply_retention, plan_retention
+from lstm_pipeline.partitions import market_bars_partitions
+from lstm_pipeline.resources.storage import PipelineStore
+from lstm_pipeline.settings import Settings, get_settings
+
+_ACTIVE = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+
+backup_job = define_asset_job(
+    name="backup",
+    selection=AssetSelection.assets("backups"),
+    partitions_def=market_bars_partitions,
+    description="Backs up a range of symbol-windows (a backfill of every partition is a full backup) and verifies the "
+    "backup by restoring it into a scratch DuckDB.",
+)
+
+export_job = define_asset_job(
+    name="export",
+    selection=AssetSelection.assets("exports"),
+    description="Exports predictions, validations, accuracy metrics, recommendations and alerts (set symbols, window "
+    "range and format in the launchpad).",
+)
+
+
+def _settings(store: PipelineStore) -> Settings:
+    return get_settings().model_copy(update={"db_path": Path(store.duckdb.database)})
+
+
+def runs_in_progress(context: OpExecutionContext) -> str | None:
+    """Why the store may be being written: another run of this instance that has started and not finished."""
+    records = context.instance.get_run_records(RunsFilter(statuses=_ACTIVE), limit=20)
+    others = [record.dagster_run for record in records if record.dagster_run.run_id != context.run_id]
+    if not others:
+        return None
+    first = others[0]
+    more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+    return f"run {first.run_id} of {first.job_name}{more} is in progress"
+
+
+class RestoreConfig(Config):
+    """Launchpad settings of a restore."""
+
+    table: str = Field("", description="One table to restore (empty: the whole store).")
+    as_of: str = Field("", description="Point in time (e.g. 2025-01-06T02:00Z): the newest backup of each partition "
+                       "made at or before it (empty: the newest).")
+    dry_run: bool = Field(False, description="Build and verify the restored file, but do not swap it in.")
+
+
+@op(description="Restores the store from the backups into a new file, verifies it and swaps it in atomically.")
+def restore_store(context: OpExecutionContext, config: RestoreConfig, store: PipelineStore) -> None:
+    try:
+        as_of = pd.Timestamp(config.as_of) if config.as_of else None
+    except ValueError:
+        raise Failure(description=f"as_of {config.as_of!r} is not a time; give e.g. 2025-01-06T02:00Z.",
+                      allow_retries=False) from None
+    try:
+        result = restore(
+            _settings(store), table=config.table or None, as_of=as_of, dry_run=config.dry_run,
+            busy=lambda: runs_in_progress(context),
+        )
+    except OperationError as error:
+        raise Failure(description=str(error), allow_retries=False) from None
+    context.log.info(
+        f"{'Verified (dry run)' if result.dry_run else 'Restored'} {result.tables_restored} from backups "
+        f"{result.backups_used}: rows {result.row_counts}; previous file {result.previous_path}."
+    )
+
+
+@job(name="restore", description="Restores the whole store, one table, or its state at a point in time from the "
+     "backups; never while another run is in progress.")
+def restore_job() -> None:
+    restore_store()
+
+
+class RetentionConfig(Config):
+    """Launchpad settings of a retention run."""
+
+    dry_run: bool = Field(False, description="Only list what would be deleted.")
+
+
+@op(description="Deletes rows older than each category's retention.<category>_days that a verified backup holds, "
+    "old exports and superseded backups; records pruned symbol-windows.")
+def apply_store_retention(context: OpExecutionContext, config: RetentionConfig, store: PipelineStore) -> None:
+    settings = _settings(store)
+    try:
+        plan = plan_retention(settings)
+        if not config.dry_run:
+            plan = apply_retention(settings, plan)
+    except OperationError as error:
+        raise Failure(description=str(error), allow_retries=False) from None
+    for line in plan.describe():
+        context.log.info(line)
+
+
+@job(name="retention", description="Applies the retention settings (or, with dry_run, lists what would go).")
+def retention_job() -> None:
+    apply_store_retention()
