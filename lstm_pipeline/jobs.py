@@ -44,3 +44,9 @@ backtest_job = define_asset_job(
     description="Walk-forward backtest of the live pipeline on a bar file or folder (set bars_path in the launchpad); "
     "writes the Markdown report beside the DuckDB file and records it as backtest_report's metadata.",
 )
+
+daily_report_job = define_asset_job(
+    name="daily_reports",
+    selection=AssetSelection.assets("daily_report"),
+    description="Builds one day's self-contained HTML report (accuracy, recommendations, alerts) with PNG charts.",
+)

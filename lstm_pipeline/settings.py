@@ -112,14 +112,64 @@ class AlertThresholds(_Section):
         return self
 
 
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_KEY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class ApiKeyEntry(_Section):
+    """One more REST API key, by its SHA-256 (never the key itself): ``lstm-pipeline`` prints the hash it mints."""
+
+    id: str
+    role: Literal["reader", "operator"] = "reader"
+    sha256: str
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not _KEY_ID.match(value):
+            raise ValueError("a key id is 1-64 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _valid_hash(cls, value: str) -> str:
+        if not _SHA256_HEX.match(value.strip().lower()):
+            raise ValueError("it is the key's SHA-256 as 64 hex digits, never the key itself")
+        return value.strip().lower()
+
+
 class ApiSettings(_Section):
-    """The REST service (issue #9)."""
+    """The REST service (issues #9 and #17)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     debug: bool = False
     api_key: SecretStr | None = None
+    """An operator key (the spec's single key); more keys, with roles, go in ``keys`` as hashes."""
     require_auth: bool = True
+    """``false`` is honoured only when ``host`` is a loopback address."""
+    keys: tuple[ApiKeyEntry, ...] = ()
+    rate_limit_per_minute: int = Field(100, ge=1)
+    """Requests per minute per key (per client address for requests without a valid key)."""
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the API (e.g. ``https://dash.example.com``); none by default."""
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    allow_plain_http: bool = False
+    """Serve plain HTTP on a non-loopback address anyway (behind a TLS-terminating proxy, say)."""
+    audit_max_bytes: int = Field(10_000_000, ge=10_000)
+    """The audit file rotates past this size; ``audit_backups`` rotated files are kept."""
+    audit_backups: int = Field(5, ge=1)
+    dashboard_refresh_seconds: float = Field(30.0, ge=1)
+    """How often the dashboard page reloads its data."""
+    snapshot_poll_seconds: float = Field(0.5, gt=0, le=60)
+    """How often the service checks the DuckDB file for a new materialization (see serving/snapshot.py)."""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both (PEM files) or neither")
+        return self
 
 
 class CacheSettings(_Section):
@@ -250,6 +300,173 @@ class WorkflowSettings(_Section):
     """Accuracy must be below ``alert_thresholds.model_accuracy_low`` over at least this many validations to retrain."""
 
 
+ALERT_LEVEL_NAMES = ("INFO", "WARNING", "ERROR", "CRITICAL")
+AlertLevel = Literal["INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class ConsoleChannelSettings(_Section):
+    """Alert messages printed on the process's standard error (the Dagster daemon's log)."""
+
+    enabled: bool = True
+    min_level: AlertLevel = "WARNING"
+
+
+class FileChannelSettings(_Section):
+    """Alert messages appended as JSON lines, rotated by size."""
+
+    enabled: bool = True
+    min_level: AlertLevel = "INFO"
+    path: str | None = None
+    """Default ``alerts.jsonl`` beside the DuckDB file; a relative path is taken beside the DuckDB file."""
+    max_bytes: int = Field(10_000_000, ge=1024)
+    backup_count: int = Field(5, ge=0)
+
+
+class WebhookChannelSettings(_Section):
+    """Alert messages POSTed as JSON, signed with HMAC-SHA256 of the body under ``secret``."""
+
+    enabled: bool = False
+    min_level: AlertLevel = "WARNING"
+    url: str | None = None
+    secret: SecretStr | None = None
+    """Env ``LSTM_PIPELINE_WEBHOOK_SECRET``; the signature header is ``X-LSTM-Pipeline-Signature: sha256=<hex>``."""
+    timeout_seconds: float = Field(5.0, gt=0)
+    retries: int = Field(2, ge=0)
+    """Extra attempts within one delivery, with exponential backoff from ``backoff_seconds``."""
+    backoff_seconds: float = Field(0.5, ge=0)
+
+    @model_validator(mode="after")
+    def _url_when_enabled(self) -> WebhookChannelSettings:
+        if self.enabled and not (self.url or "").startswith(("http://", "https://")):
+            raise ValueError("url must be an http:// or https:// URL when the webhook channel is enabled")
+        return self
+
+
+class EmailChannelSettings(_Section):
+    """Alert messages sent by SMTP (``smtplib``), STARTTLS optional."""
+
+    enabled: bool = False
+    min_level: AlertLevel = "ERROR"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    """Env ``LSTM_PIPELINE_SMTP_PASSWORD``."""
+    sender: str = "lstm-pipeline@localhost"
+    recipients: tuple[str, ...] = ()
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _recipients_when_enabled(self) -> EmailChannelSettings:
+        if self.enabled and not self.recipients:
+            raise ValueError("recipients must list at least one address when the email channel is enabled")
+        return self
+
+
+class AlertChannelSettings(_Section):
+    """Where alerts are announced (issue #10), throttling, escalation and delivery retries."""
+
+    throttle_minutes: float = Field(15.0, ge=0)
+    """At most one message per alert_key and channel within this many minutes (0: no throttling)."""
+    escalate_after_minutes: float = Field(60.0, gt=0)
+    """An unresolved, unacknowledged WARNING becomes ERROR after this many minutes."""
+    max_delivery_attempts: int = Field(5, ge=1)
+    """Delivery passes that try a failed message before it is recorded as given up."""
+    retry_after_seconds: float = Field(60.0, ge=0)
+    """A failed delivery is retried after this, doubling with each attempt."""
+    console: ConsoleChannelSettings = ConsoleChannelSettings()
+    file: FileChannelSettings = FileChannelSettings()
+    webhook: WebhookChannelSettings = WebhookChannelSettings()
+    email: EmailChannelSettings = EmailChannelSettings()
+
+
+class StorageSettings(_Section):
+    """Where the pipeline's tables live (issue #15): the embedded DuckDB file ``db_path`` (default), or a PostgreSQL
+    database that several run workers on several machines can write at once."""
+
+    backend: Literal["duckdb", "postgres"] = "duckdb"
+    postgres_url: SecretStr | None = None
+    """``postgresql://USER:PASSWORD@HOST:5432/DATABASE``; a secret (it holds the password), never printed."""
+
+    @field_validator("postgres_url")
+    @classmethod
+    def _postgres_url_form(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            problem = postgres_url_problem(value.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _url_for_postgres(self) -> StorageSettings:
+        if self.backend == "postgres" and self.postgres_url is None:
+            raise ValueError(
+                "backend 'postgres' needs storage.postgres_url; set it or export LSTM_PIPELINE_POSTGRES_URL="
+                "postgresql://USER:PASSWORD@HOST:5432/DATABASE (or use backend 'duckdb')"
+            )
+        return self
+
+
+def postgres_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable PostgreSQL URL (never echoing it: it may hold a password), or None."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "it must be a URL like postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+    try:
+        _ = parts.port  # urlsplit checks the port only when asked
+    except ValueError:
+        return "its port is not a number (postgresql://USER:PASSWORD@HOST:5432/DATABASE)"
+    if not parts.path.strip("/"):
+        return "it names no database (postgresql://USER:PASSWORD@HOST:5432/DATABASE)"
+    return None
+
+
+class BackupSettings(_Section):
+    """Encrypted backups of the store (issue #10): where they go, the key, how many are kept."""
+
+    dir: Path = Path("data/backups")
+    """Relative paths resolve like ``db_path``."""
+    key: SecretStr | None = None
+    """Env ``LSTM_PIPELINE_BACKUP_KEY``: urlsafe base64 of 32 random bytes (AES-256-GCM)."""
+    allow_unencrypted: bool = False
+    """Without a key, write backups unencrypted (labelled so in their manifest) instead of refusing."""
+    keep_daily: int = Field(7, ge=1)
+    """Backup retention keeps the newest backup of each of the last this-many days that have one..."""
+    keep_weekly: int = Field(4, ge=0)
+    """...and of each of the last this-many ISO weeks; never a partition's only copy is deleted."""
+    nightly_cron: str = "0 2 * * *"
+    """When (New York time) the new and stale backup partitions are backed up."""
+    include_models: bool = True
+    """Also save each model version folder (``models/<SYMBOL>/``) once."""
+
+
+class ExportSettings(_Section):
+    """Exports of the chain's tables for people (issue #10)."""
+
+    dir: Path = Path("data/exports")
+    default_format: Literal["csv", "json", "excel", "parquet"] = "csv"
+    schedule_cron: str = "30 17 * * 1-5"
+    """When (New York time) the scheduled export of the day's windows runs."""
+
+
+class RetentionSettings(_Section):
+    """Maximum age in days per category; null keeps forever. Rows go only once a verified backup holds them."""
+
+    raw_bars_days: int | None = Field(None, ge=1)
+    predictions_days: int | None = Field(None, ge=1)
+    """Predictions and trade recommendations."""
+    validations_days: int | None = Field(None, ge=1)
+    metrics_days: int | None = Field(None, ge=1)
+    """Accuracy metrics and trade outcomes."""
+    alerts_days: int | None = Field(None, ge=1)
+    """Resolved alerts only; open alerts are kept."""
+    exports_days: int | None = Field(None, ge=1)
+    backups_days: int | None = Field(None, ge=1)
+    """Older backups go unless kept by backups.keep_daily / keep_weekly or holding a partition's only copy."""
+    schedule_cron: str = "30 3 * * *"
+
+
 class Settings(_Section):
     """The whole configuration. Keys follow the spec's ``realtime_config.json``; ``market_data`` is ours."""
 
@@ -271,6 +488,11 @@ class Settings(_Section):
     cache: CacheSettings = CacheSettings()
     market_data: MarketDataSettings = MarketDataSettings()
     workflow: WorkflowSettings = WorkflowSettings()
+    storage: StorageSettings = StorageSettings()
+    alert_channels: AlertChannelSettings = AlertChannelSettings()
+    backups: BackupSettings = BackupSettings()
+    exports: ExportSettings = ExportSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     _env_sources: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
 
@@ -334,9 +556,18 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "LSTM_PIPELINE_DB_PATH": ("db_path",),
     "LSTM_PIPELINE_MODELS_DIR": ("models_dir",),
     "LSTM_PIPELINE_API_KEY": ("api", "api_key"),
+    "LSTM_PIPELINE_API_HOST": ("api", "host"),
+    "LSTM_PIPELINE_API_PORT": ("api", "port"),
     "LSTM_PIPELINE_MARKET_DATA_SOURCE": ("market_data", "source"),
     "LSTM_PIPELINE_DATA_FILE": ("market_data", "file_path"),
     "LSTM_PIPELINE_HISTORY_START": ("market_data", "history_start"),
+    "LSTM_PIPELINE_STORAGE_BACKEND": ("storage", "backend"),
+    "LSTM_PIPELINE_POSTGRES_URL": ("storage", "postgres_url"),
+    "LSTM_PIPELINE_WEBHOOK_SECRET": ("alert_channels", "webhook", "secret"),
+    "LSTM_PIPELINE_SMTP_PASSWORD": ("alert_channels", "email", "password"),
+    "LSTM_PIPELINE_BACKUP_KEY": ("backups", "key"),
+    "LSTM_PIPELINE_BACKUP_DIR": ("backups", "dir"),
+    "LSTM_PIPELINE_EXPORT_DIR": ("exports", "dir"),
 }
 """Environment variable -> config key path; the environment wins over the file."""
 
@@ -351,7 +582,7 @@ RENAMED_KEYS: dict[str, str] = {
 }
 """Keys of this project's earlier config format -> what replaced them, so an old file gets a useful hint."""
 
-_SECRET_KEYS = frozenset({"polygon_api_key", "api_key"})
+_SECRET_KEYS = frozenset({"polygon_api_key", "api_key", "secret", "password", "key"})
 _SECTION_ERRORS = frozenset({"model_type", "dict_type", "model_attributes_type"})
 
 
@@ -436,6 +667,12 @@ def _resolve_paths(settings: Settings, base_dir: Path, env_sources: dict[tuple[s
             "db_path": resolve(settings.db_path, ("db_path",)),
             "models_dir": resolve(settings.models_dir, ("models_dir",)),
             "market_data": market,
+            "backups": settings.backups.model_copy(update={"dir": resolve(settings.backups.dir, ("backups", "dir"))}),
+            "exports": settings.exports.model_copy(update={"dir": resolve(settings.exports.dir, ("exports", "dir"))}),
+            "api": settings.api.model_copy(update={
+                name: str(resolve(value, ("api", name)))
+                for name in ("tls_certfile", "tls_keyfile") if (value := getattr(settings.api, name))
+            }),
         }
     )
 

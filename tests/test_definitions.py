@@ -36,6 +36,10 @@ def test_every_definition_resolves():
         "run_failure_alert_sensor",
         "run_success_alert_sensor",
         "run_canceled_alert_sensor",
+        "alert_delivery_sensor",
+        "system_metrics_sensor",
+        "freshness_checks_sensor",
+        "backups_automation_sensor",
     }
     assert sensors["reprediction_sensor"].job_name == "reprediction"
     assert sensors["market_windows_sensor"].job_name == "market_bars_update"
@@ -43,24 +47,34 @@ def test_every_definition_resolves():
     for name in sensors:
         assert defs.resolve_sensor_def(name).name == name
 
-    (schedule,) = repository.schedule_defs
-    assert schedule.name == "market_close_schedule" and schedule.job_name == "market_bars_update"
+    schedules = {schedule.name: schedule for schedule in repository.schedule_defs}
+    schedule = schedules["market_close_schedule"]
+    assert schedule.job_name == "market_bars_update"
+    assert schedules["daily_report_schedule"].job_name == "daily_reports"
+    assert schedules["exports_schedule"].job_name == "export"
+    assert schedules["retention_schedule"].job_name == "retention"
+    assert jobs >= {"backup", "export", "restore", "retention"}
     assert defs.resolve_schedule_def("market_close_schedule").cron_schedule == "40 16 * * 1-5"
 
     assert sorted(key.to_user_string() for key in defs.resolve_all_asset_keys()) == [
         "accuracy_metrics",
         "alerts",
         "backtest_report",
+        "backups",
+        "daily_report",
+        "exports",
         "lstm_model",
         "market_bars",
         "predictions",
+        "system_metrics",
         "trade_recommendations",
         "validations",
     ]
     for spec in defs.resolve_all_asset_specs():
         assert defs.resolve_assets_def(spec.key).key == spec.key
     checked = {key.asset_key.to_user_string() for key in repository.asset_graph.asset_check_keys}
-    assert {"market_bars", "lstm_model"} <= checked <= {"market_bars", "lstm_model", "predictions"}
+    assert {"market_bars", "lstm_model", "backups", "exports"} <= checked <= {
+        "market_bars", "lstm_model", "predictions", "backups", "exports"}
 
 
 def test_sensors_use_the_settings_of_the_load_not_a_reread_per_tick(instance, monkeypatch):

@@ -30,16 +30,18 @@ def test_ten_symbols_by_one_year_of_windows(instance):
 
 
 def test_definitions_load_without_tensorflow_or_great_expectations():
-    # The forecasting package is imported too: its modules defer TensorFlow, Keras and matplotlib to call time.
+    # The forecasting package is imported too: its modules defer TensorFlow, Keras and matplotlib to call time;
+    # the operations assets defer openpyxl.
     code = (
         "import sys, lstm_pipeline.definitions as d, lstm_pipeline.forecasting.forecaster, "
         "lstm_pipeline.forecasting.training; "
-        "heavy = [m for m in ('tensorflow', 'keras', 'matplotlib', 'great_expectations') if m in sys.modules]; "
+        "heavy = [m for m in ('tensorflow', 'keras', 'matplotlib', 'great_expectations', 'openpyxl') "
+        "if m in sys.modules]; "
         "assert not heavy, heavy; print(sorted(k.to_user_string() for k in d.defs.resolve_all_asset_keys()))"
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.strip().splitlines()[-1] == str(
-        sorted(["accuracy_metrics", "alerts", "backtest_report", "lstm_model", "market_bars", "predictions",
-                "trade_recommendations", "validations"])
+        sorted(["accuracy_metrics", "alerts", "backtest_report", "backups", "daily_report", "exports", "lstm_model",
+                "market_bars", "predictions", "system_metrics", "trade_recommendations", "validations"])
     )
