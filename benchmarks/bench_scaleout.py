@@ -90,7 +90,6 @@ def child(kind: str, symbol_count: int, sessions: int, workdir: Path, postgres_u
             "telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url:\n"
             "      env: BENCH_DAGSTER_POSTGRES_URL\n"
         )
-        os.environ["BENCH_DAGSTER_POSTGRES_URL"] = postgres_url
         instance = DagsterInstance.from_config(str(home))
     else:
         instance = DagsterInstance.local_temp(str(home), overrides={"telemetry": {"enabled": False}})
@@ -230,10 +229,11 @@ def measure(instance: str, workload: str, server: ProfileServer) -> dict:
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "PYTHONWARNINGS": "ignore",
     })
-    url = server.new_database() if instance != "sqlite" else ""
+    if instance != "sqlite":
+        env["BENCH_DAGSTER_POSTGRES_URL"] = server.new_database()  # in the environment: argv is public (ps)
     try:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", kind, str(symbol_count), str(sessions), str(workdir), url],
+            [sys.executable, __file__, "--child", kind, str(symbol_count), str(sessions), str(workdir)],
             env=env, check=True, capture_output=True, text=True,
         )
     except subprocess.CalledProcessError as exc:
@@ -247,12 +247,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", nargs="+", choices=INSTANCES, default=list(INSTANCES))
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, str(ROOT))
-        kind, symbols, sessions, workdir, url = args.child
-        print(json.dumps(child(kind, int(symbols), int(sessions), Path(workdir), url or None)))
+        kind, symbols, sessions, workdir = args.child
+        url = os.environ.get("BENCH_DAGSTER_POSTGRES_URL") or None
+        print(json.dumps(child(kind, int(symbols), int(sessions), Path(workdir), url)))
         return
 
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores, shared with other work)")

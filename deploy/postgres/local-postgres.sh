@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Postgres deployment profile on one machine: a PostgreSQL 15 cluster in the project's data directory, on
+# The Postgres deployment profile on one machine: a PostgreSQL cluster in the project's data directory, on
 # 127.0.0.1, holding Dagster's run, event-log and schedule storage (database "dagster") and, when the pipeline's
 # tables use storage.backend = "postgres", those tables too (database "lstm_pipeline").
 #
@@ -9,7 +9,7 @@
 #   deploy/postgres/local-postgres.sh stop      # fast shutdown (open transactions roll back, data stays)
 #
 # Settings (environment): LSTM_PIPELINE_PG_DIR (default <project>/data/postgres), LSTM_PIPELINE_PG_PORT (5433),
-# LSTM_PIPELINE_PG_BIN (/usr/lib/postgresql/15/bin, Debian's postgresql-15), LSTM_PIPELINE_MAX_CONCURRENT_RUNS (1:
+# LSTM_PIPELINE_PG_BIN (default: the newest /usr/lib/postgresql/<version>/bin, Debian's postgresql), LSTM_PIPELINE_MAX_CONCURRENT_RUNS (1:
 # the DuckDB tables take one writer; raise it with storage.backend = "postgres").
 #
 # Written under LSTM_PIPELINE_PG_DIR: cluster/ (PGDATA), socket/ (the Unix socket, owner only), postgres.log,
@@ -21,7 +21,16 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PG_DIR="${LSTM_PIPELINE_PG_DIR:-$ROOT/data/postgres}"
 PG_PORT="${LSTM_PIPELINE_PG_PORT:-5433}"
-PG_BIN="${LSTM_PIPELINE_PG_BIN:-/usr/lib/postgresql/15/bin}"
+newest_pg_bin() {  # Debian installs each major version side by side; take the newest
+  local best="" version
+  for dir in /usr/lib/postgresql/*/bin; do
+    version="${dir#/usr/lib/postgresql/}"; version="${version%/bin}"
+    [[ "$version" =~ ^[0-9]+$ ]] || continue
+    if [ -z "$best" ] || [ "$version" -gt "${best#/usr/lib/postgresql/}" ] 2>/dev/null; then best="/usr/lib/postgresql/$version"; fi
+  done
+  echo "${best:-/usr/lib/postgresql/15}/bin"
+}
+PG_BIN="${LSTM_PIPELINE_PG_BIN:-$(newest_pg_bin)}"
 MAX_RUNS="${LSTM_PIPELINE_MAX_CONCURRENT_RUNS:-1}"
 PG_USER="lstm_pipeline"
 DAGSTER_DB="dagster"

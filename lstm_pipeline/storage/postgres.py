@@ -187,7 +187,13 @@ class PostgresDatabase(PipelineTables):
     def writing(self) -> Iterator[psycopg.Connection]:
         """A connection to a database in the current layout (created or migrated here, and only by writers)."""
         with self._connection() as conn:
-            schema.migrate(conn, self.shown, self.logger)
+            try:
+                schema.migrate(conn, self.shown, self.logger)
+            except pg_errors.LockNotAvailable:
+                raise DatabaseLockedError(
+                    f"Another process was migrating the tables of the PostgreSQL database {self.shown} for more than "
+                    f"{self.lock_timeout_seconds:g} s; wait for it to finish, then run again."
+                ) from None
             yield conn
 
     @contextmanager

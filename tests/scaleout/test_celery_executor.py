@@ -182,10 +182,11 @@ def test_two_celery_workers_materialize_the_chain_with_the_same_rows_as_in_proce
     assert launched.returncode == 0, launched.stderr[-5000:]
     warmup_run, chain_run = json.loads(launched.stdout.strip().splitlines()[-1])
     assert warmup_run["success"] and chain_run["success"]
-    # Every step of the chain ran as a celery task, and both workers took steps.
+    # Every step of the chain ran as a celery task on one of the two workers (which one takes a step is the
+    # broker's choice: the chain's steps run one after another, so both may or may not be used).
     assert set(chain_run["workers"]) >= {"market_bars", "market_bars_quality", *TABLES[1:]}
     used = {worker.split("@")[0] for run in (warmup_run, chain_run) for worker in run["workers"].values()}
-    assert used == set(workers.names)
+    assert used and used <= set(workers.names)
 
     _in_process_reference(env, tmp_path / "in_process.duckdb", instance)
     celery_tables = database_for(load_settings(environ=env))
