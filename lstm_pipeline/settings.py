@@ -461,6 +461,10 @@ class RetentionSettings(_Section):
     """Accuracy metrics and trade outcomes."""
     alerts_days: int | None = Field(None, ge=1)
     """Resolved alerts only; open alerts are kept."""
+    monitoring_days: int | None = Field(None, ge=1)
+    """system_metrics samples, by sample time (only full backups hold them)."""
+    alert_deliveries_days: int | None = Field(None, ge=1)
+    """alert_deliveries records sent or given up, by their last attempt (pending retries are kept)."""
     exports_days: int | None = Field(None, ge=1)
     backups_days: int | None = Field(None, ge=1)
     """Older backups go unless kept by backups.keep_daily / keep_weekly or holding a partition's only copy."""

@@ -4,12 +4,17 @@ One backup is one folder ``<backups.dir>/<backup_id>/`` (the id is its UTC creat
 
 - ``<table>.parquet.enc`` per table: the rows as zstd Parquet, sealed with AES-256-GCM (``crypto.seal``);
 - ``partitions.parquet.enc``: the ``(symbol, window_start)`` pairs the backup holds (what a restore replaces);
+- ``pruned.parquet.enc``: the ``pruned_partitions`` rows of those pairs whose table had no rows left when the backup
+  was made (retention had deleted them): the backup holds the symbol-window but not that table's rows of it, so
+  neither a restore nor backup retention takes it for a copy of them (``held_partitions``);
 - ``manifest.json``: tables, row counts, SHA-256 of each file as written and of its Parquet, a content checksum of
   each table's rows, the schema version, the time; ``manifest.sig`` authenticates it under the same key;
 - ``verification.json``: written by ``verify_backup`` (retention deletes rows only under a verified backup).
 
 Without a key the backup is refused in one sentence, unless ``backups.allow_unencrypted`` says otherwise: then the
-files are plain ``.parquet`` and the manifest says ``"encrypted": false``. A folder is written under a temporary
+files are plain ``.parquet`` and the manifest says ``"encrypted": false``. Such a backup carries no signature, so
+while a key is configured it is read only if ``backups.allow_unencrypted`` is true: otherwise anyone able to write
+to the backups folder could plant rows a restore would take. A folder is written under a temporary
 name and renamed when complete, so a crash never leaves a half backup that looks whole. Model folders are saved
 once per version under ``<backups.dir>/models/<SYMBOL>/<version>.tar[.enc]``. This module imports no Dagster.
 """
@@ -31,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from lstm_pipeline.market.calendar import NEW_YORK
 from lstm_pipeline.operations.crypto import (
     KEY_ENV_VAR,
     check_signature,
@@ -42,12 +48,15 @@ from lstm_pipeline.operations.crypto import (
 from lstm_pipeline.operations.errors import OperationError
 from lstm_pipeline.operations.store_layout import (
     NOT_BACKED_UP,
+    WHOLE_TABLES,
     WINDOW_COLUMNS,
     content_checksum,
+    holding_columns,
     open_store,
     partition_frame,
     partitions_in,
     rows_of_partitions,
+    without,
 )
 from lstm_pipeline.settings import Settings
 from lstm_pipeline.storage import SCHEMA_VERSION, TABLES, database_at
@@ -57,6 +66,7 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 VERIFICATION = "verification.json"
 PARTITIONS = "partitions"
+PRUNED = "pruned"
 MODELS_FOLDER = "models"
 _BACKUP_ID = re.compile(r"^\d{8}T\d{12}Z(-\d+)?$")
 
@@ -111,6 +121,9 @@ class LoadedBackup:
     manifest: dict[str, Any]
     tables: dict[str, pd.DataFrame]
     partitions: pd.DataFrame
+    pruned: pd.DataFrame | None = None
+    """``pruned_partitions`` rows of held symbol-windows whose table's rows were gone (pruned) when the backup was
+    made; None for a backup made before backups recorded them."""
 
 
 # ------------------------------------------------------------------------------------------------------- keys
@@ -197,6 +210,7 @@ def create_backup(
     else:
         held = partition_frame(partitions)
         tables = {name: rows_of_partitions(store, name, held) for name in WINDOW_COLUMNS if name in TABLES}
+    pruned = _pruned_without_rows(store, tables, held)
 
     folder = Path(settings.backups.dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -206,7 +220,7 @@ def create_backup(
     try:
         written = 0
         entries: dict[str, dict[str, Any]] = {}
-        for name, frame in [*tables.items(), (PARTITIONS, held)]:
+        for name, frame in [*tables.items(), (PARTITIONS, held), (PRUNED, pruned)]:
             parquet = _to_parquet(frame)
             file_name = f"{name}{suffix}"
             data = seal(key, parquet, f"{backup_id}/{file_name}") if key is not None else parquet
@@ -235,6 +249,7 @@ def create_backup(
                 "first_window": windows.min().isoformat() if len(windows) else None,
                 "last_window": windows.max().isoformat() if len(windows) else None,
             },
+            PRUNED: entries.pop(PRUNED),
             "tables": entries,
         }
         manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
@@ -259,6 +274,26 @@ def create_backup(
     )
 
 
+def _pruned_without_rows(store: Any, tables: dict[str, pd.DataFrame], held: pd.DataFrame) -> pd.DataFrame:
+    """The ``pruned_partitions`` rows of the held symbol-windows whose table has no rows in this backup."""
+    recorded = store.read_rows("pruned_partitions")
+    if recorded.empty or held.empty:
+        return recorded.iloc[0:0]
+    recorded = recorded.assign(window_start=_new_york(recorded["window_start"]))
+    recorded = recorded.merge(held, on=["symbol", "window_start"], how="inner")
+    present = [
+        partitions_in(name, frame).assign(table_name=name) for name, frame in tables.items() if name in WINDOW_COLUMNS
+    ]
+    if present:
+        recorded = without(recorded, pd.concat(present, ignore_index=True), ["table_name", "symbol", "window_start"])
+    return recorded.reset_index(drop=True)
+
+
+def _new_york(stamps: pd.Series) -> pd.Series:
+    stamps = pd.to_datetime(stamps)
+    return (stamps.dt.tz_localize(NEW_YORK) if stamps.dt.tz is None else stamps.dt.tz_convert(NEW_YORK))
+
+
 # ------------------------------------------------------------------------------------------------------ read
 
 
@@ -275,6 +310,16 @@ def backup_path(settings: Settings, backup: str | Path) -> Path:
     return path
 
 
+def _refuse_unsigned_while_keyed(settings: Settings, what: str) -> None:
+    """Refuse an unencrypted (so unauthenticated) backup while a key is configured, unless the config allows them."""
+    if _configured_secret(settings) and not settings.backups.allow_unencrypted:
+        raise OperationError(
+            f"The {what} is not encrypted while a backup key is configured, so it is refused (nothing proves who "
+            "wrote it); remove it from the backups folder, or set backups.allow_unencrypted to true if you made it "
+            "yourself without a key."
+        )
+
+
 def read_manifest(settings: Settings, path: Path) -> dict[str, Any]:
     """A backup's manifest, authenticated when the backup is encrypted (or carries a signature)."""
     manifest_bytes = (path / MANIFEST).read_bytes()
@@ -284,6 +329,8 @@ def read_manifest(settings: Settings, path: Path) -> dict[str, Any]:
     except json.JSONDecodeError:
         manifest = None
     encrypted = signature.exists() or not isinstance(manifest, dict) or manifest.get("encrypted", True)
+    if not encrypted:
+        _refuse_unsigned_while_keyed(settings, f"backup folder {path}")
     if encrypted:
         key = backup_key(settings, for_writing=False)
         if key is None:
@@ -346,7 +393,40 @@ def load_backup(settings: Settings, backup: str | Path, tables: Iterable[str] | 
         if name in wanted
     }
     partitions = _read_file(settings, path, manifest, PARTITIONS, manifest["partitions"])
-    return LoadedBackup(manifest=manifest, tables=frames, partitions=partition_frame(partitions))
+    pruned = _read_file(settings, path, manifest, PRUNED, manifest[PRUNED]) if PRUNED in manifest else None
+    return LoadedBackup(manifest=manifest, tables=frames, partitions=partition_frame(partitions), pruned=pruned)
+
+
+def held_partitions(backup: LoadedBackup, table: str) -> pd.DataFrame:
+    """The partitions (columns ``holding_columns(table)``) whose rows of ``table`` this backup holds.
+
+    A chain table's are the backup's symbol-windows, less those whose rows retention had deleted before the backup
+    was made (an empty partition otherwise is held: the table had no rows there). A backup made before backups
+    recorded pruned partitions counts only the symbol-windows it has rows of (``table`` must be loaded). A whole
+    table's are the partitions a full backup has rows of.
+    """
+    columns = holding_columns(table)
+    if table in WINDOW_COLUMNS:
+        if backup.pruned is None:
+            held = partitions_in(table, backup.tables[table])
+        else:
+            gone = backup.pruned[backup.pruned["table_name"] == table]
+            held = without(backup.partitions, gone, ["symbol", "window_start"])
+        return held.rename(columns={"window_start": WINDOW_COLUMNS[table]})[columns]
+    if not backup.manifest.get("full") or table not in backup.tables:
+        return pd.DataFrame({column: [] for column in columns})
+    return backup.tables[table][columns].drop_duplicates().reset_index(drop=True)
+
+
+def load_holdings(settings: Settings, backup: str | Path) -> dict[str, pd.DataFrame]:
+    """Per table, ``held_partitions`` of one backup, reading only the files that takes (no chain rows unless the
+    backup predates the pruned record)."""
+    path = backup_path(settings, backup)
+    manifest = read_manifest(settings, path)
+    needed = [name for name in manifest["tables"]
+              if name in WHOLE_TABLES or (name in WINDOW_COLUMNS and PRUNED not in manifest)]
+    loaded = load_backup(settings, path, needed)
+    return {name: held_partitions(loaded, name) for name in manifest["tables"] if name in TABLES}
 
 
 def write_tables(db_path: Path, tables: dict[str, pd.DataFrame]) -> None:
@@ -498,9 +578,18 @@ def list_model_backups(settings: Settings) -> dict[str, list[str]]:
     return saved
 
 
-def restore_model(settings: Settings, symbol: str, version: str) -> Path:
-    """Put a saved model version back as ``models/<SYMBOL>/`` (the folder it replaces is kept beside it)."""
+def restore_model(settings: Settings, symbol: str, version: str | None = None) -> Path:
+    """Put a saved model version (None: the newest saved) back as ``models/<SYMBOL>/``; the folder it replaces is
+    kept beside it as ``.<SYMBOL>.before-restore-<time>``."""
     folder = Path(settings.backups.dir) / MODELS_FOLDER / symbol
+    if version is None:
+        saved = list_model_backups(settings).get(symbol)
+        if not saved:
+            raise OperationError(
+                f"No model of {symbol} has been saved in {folder.parent}; back the models up first (lstm-pipeline "
+                "backup) or check the symbol."
+            )
+        version = saved[-1]
     sealed, plain = folder / f"{version}.tar.enc", folder / f"{version}.tar"
     if sealed.is_file():
         key = backup_key(settings, for_writing=False)
@@ -511,6 +600,7 @@ def restore_model(settings: Settings, symbol: str, version: str) -> Path:
         data = open_sealed(key, sealed.read_bytes(), f"{MODELS_FOLDER}/{symbol}/{sealed.name}",
                            f"The model backup {symbol}/{sealed.name}")
     elif plain.is_file():
+        _refuse_unsigned_while_keyed(settings, f"model backup {plain}")
         data = plain.read_bytes()
     else:
         raise OperationError(

@@ -35,6 +35,28 @@ version, pruned partitions, monitoring samples, alert deliveries) have no symbol
 NOT_BACKED_UP = frozenset({"schema_version", "pruned_partitions"})
 """Written by the migration and by retention themselves; a restore never takes them from a backup."""
 
+WHOLE_TABLES: tuple[str, ...] = tuple(
+    name for name in TABLES if name not in WINDOW_COLUMNS and name not in NOT_BACKED_UP
+)
+"""Tables without a symbol-window (monitoring samples, alert deliveries): only full backups hold them, each row by
+its registered partition columns."""
+
+
+def holding_columns(table: str) -> list[str]:
+    """The columns that name one partition of ``table`` for backups, restore and retention: ``symbol`` and the
+    table's window column for the chain's tables, the registered partition columns for the others."""
+    if table in WINDOW_COLUMNS:
+        return ["symbol", WINDOW_COLUMNS[table]]
+    return list(TABLES[table].partition)
+
+
+def without(frame: pd.DataFrame, drop: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``columns`` match no row of ``drop`` (an anti-join)."""
+    if frame.empty or drop.empty:
+        return frame.reset_index(drop=True)
+    marked = frame.merge(drop[columns].drop_duplicates().assign(_drop=True), on=columns, how="left")
+    return frame[marked["_drop"].isna().to_numpy()].reset_index(drop=True)
+
 
 def open_store(settings: Settings) -> Any:
     """The configured store (DuckDB or PostgreSQL) through the storage layer's public methods."""

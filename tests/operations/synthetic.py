@@ -94,3 +94,26 @@ def write_chain(db_path, rows: dict[str, pd.DataFrame]) -> None:
 def windows(start: str, end: str) -> list[pd.Timestamp]:
     """Session windows of ``[start, end)``."""
     return list(session_windows(pd.Timestamp(start), pd.Timestamp(end)))
+
+
+def monitoring_rows(sampled_at: Sequence[pd.Timestamp]) -> dict[str, pd.DataFrame]:
+    """Rows of the tables without a symbol-window: two system_metrics samples and one alert delivery per time
+    (every other delivery still failing and due for a retry)."""
+    stamps = pd.DatetimeIndex(sampled_at)
+    metrics = pd.DataFrame(
+        {
+            "sampled_at": np.repeat(stamps, 2), "category": "system_health",
+            "metric": np.tile(["cpu_pct", "memory_pct"], len(stamps)), "value": 12.5, "unit": "%", "detail": None,
+        }
+    )
+    failing = np.arange(len(stamps)) % 2 == 1
+    deliveries = pd.DataFrame(
+        {
+            "channel": "file", "source": "alerts", "symbol": "AAPL", "as_of_window": stamps, "kind": "price_move",
+            "event": "open:WARNING", "alert_key": "price_move:AAPL", "level": "WARNING",
+            "status": np.where(failing, "failed", "sent"), "attempts": 1, "last_error": None,
+            "first_attempt_at": stamps, "last_attempt_at": stamps,
+            "next_attempt_at": pd.Series(stamps).where(failing).to_numpy(),
+        }
+    )
+    return {"system_metrics": metrics, "alert_deliveries": deliveries}

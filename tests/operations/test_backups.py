@@ -15,6 +15,7 @@ from lstm_pipeline.operations.backups import (
     verify_backup,
 )
 from lstm_pipeline.operations.errors import OperationError
+from lstm_pipeline.operations.restore import restore
 from lstm_pipeline.storage import database_at
 
 
@@ -146,3 +147,34 @@ def test_backups_read_through_the_storage_layer_only(settings, populated, day_wi
     bars = load_backup(settings, result.backup_id).tables["market_bars"]
     assert bars["close"].tolist() == [populated["market_bars"]["close"].iloc[0]]
     assert isinstance(bars["window_start"].iloc[0], pd.Timestamp)
+
+
+def test_with_a_key_an_unencrypted_backup_is_refused_unless_the_config_allows_them(make_settings, populated):
+    # Someone able to write to the backups folder plants an unsigned backup that says "encrypted": false.
+    planted = create_backup(make_settings(key=None, backups={"allow_unencrypted": True}))
+    keyed = make_settings()
+
+    for attempt in (lambda: list_backups(keyed), lambda: load_backup(keyed, planted.backup_id),
+                    lambda: restore(keyed)):
+        with pytest.raises(OperationError) as raised:
+            attempt()
+        message = str(raised.value)
+        assert str(planted.path) in message and "not encrypted" in message and "allow_unencrypted" in message
+        assert message.count(". ") == 0
+    assert not verify_backup(keyed, planted.backup_id).ok
+
+    allowed = make_settings(backups={"allow_unencrypted": True})
+    assert [info.backup_id for info in list_backups(allowed)] == [planted.backup_id]
+    assert verify_backup(allowed, planted.backup_id).ok
+
+
+def test_with_a_key_an_unencrypted_model_backup_is_refused(make_settings, tmp_path):
+    plain = make_settings(key=None, backups={"allow_unencrypted": True})
+    folder = plain.models_dir / "AAPL"
+    folder.mkdir(parents=True)
+    (folder / "model_config.json").write_text(json.dumps({"version": "planted"}))
+    assert backup_models(plain) == ["AAPL/planted"]
+
+    with pytest.raises(OperationError, match="model backup .*planted.tar is not encrypted"):
+        restore_model(make_settings(), "AAPL", "planted")
+    assert restore_model(make_settings(backups={"allow_unencrypted": True}), "AAPL") == folder

@@ -9,7 +9,7 @@ from lstm_pipeline.operations.exports import create_export, list_exports
 from lstm_pipeline.operations.restore import restore
 from lstm_pipeline.operations.retention import apply_retention, plan_retention, pruned, pruned_partitions
 from lstm_pipeline.storage import database_at
-from tests.operations.synthetic import chain_rows, write_chain
+from tests.operations.synthetic import chain_rows, monitoring_rows, write_chain
 
 NOW = pd.Timestamp("2025-01-10 12:00", tz="UTC")
 FIRST_DAY_ONLY = {"retention": {"raw_bars_days": 7, "predictions_days": 7}}
@@ -117,6 +117,9 @@ def test_backup_retention_keeps_daily_weekly_and_every_only_copy(make_settings, 
     old_aapl = create_backup(settings, aapl, now=pd.Timestamp("2025-01-04 08:00", tz="UTC"))
     newest = create_backup(settings, aapl, now=pd.Timestamp("2025-01-05 08:00", tz="UTC"))
 
+    # A backup never verified cannot stand in for another.
+    assert plan_retention(settings, now=NOW).backups == []
+    assert verify_backup(settings, newest.backup_id).ok
     plan = plan_retention(settings, now=NOW)
 
     # old_aapl is superseded (newest holds its partitions); only_msft is the only copy of MSFT's: kept.
@@ -133,3 +136,47 @@ def test_old_exports_are_cleaned_up_by_age(make_settings, populated):
     assert plan.exports == [old.path]
     apply_retention(settings, plan)
     assert [info.export_id for info in list_exports(settings)] == [recent.export_id]
+
+
+def test_a_backup_made_after_pruning_is_no_copy_of_the_pruned_rows(make_settings, populated):
+    settings = make_settings(retention={"raw_bars_days": 7}, backups={"keep_daily": 1, "keep_weekly": 0})
+    before = create_backup(settings, now=pd.Timestamp("2025-01-05 08:00", tz="UTC"))
+    assert verify_backup(settings, before.backup_id).ok
+    assert apply_retention(settings, now=NOW).rows_by_table["market_bars"] == 52
+    # A later full backup holds the first day's symbol-windows through predictions etc., but none of their bars.
+    after = create_backup(settings, now=pd.Timestamp("2025-01-10 08:00", tz="UTC"))
+    assert verify_backup(settings, after.backup_id).ok
+
+    plan = plan_retention(settings, now=NOW + pd.Timedelta(days=1))
+
+    assert before.backup_id not in plan.backups  # the only backup with the pruned bars stays
+    apply_retention(settings, plan)
+    assert [info.backup_id for info in list_backups(settings)] == [before.backup_id, after.backup_id]
+
+
+def test_monitoring_samples_and_finished_deliveries_go_by_age_behind_a_full_backup(make_settings, populated):
+    settings = make_settings(retention={"monitoring_days": 7, "alert_deliveries_days": 7})
+    times = [pd.Timestamp("2025-01-01 12:00", tz="UTC") + pd.Timedelta(days=day) for day in range(8)]
+    rows = monitoring_rows(times)  # samples of 2025-01-01 .. 01-08; deliveries alternate sent / failing
+    write_chain(settings.db_path, rows)
+    partial = create_backup(settings, [("AAPL", populated["market_bars"]["window_start"].iloc[0])])
+    assert verify_backup(settings, partial.backup_id).ok
+    assert plan_retention(settings, now=NOW).rows_by_table["system_metrics"] == 0  # only full backups hold them
+    assert verify_backup(settings, create_backup(settings).backup_id).ok
+
+    plan = plan_retention(settings, now=NOW)
+    done = apply_retention(settings, plan)
+
+    old = [stamp for stamp in times if stamp < NOW - pd.Timedelta(days=7)]  # 01-01 .. 01-02
+    assert done.rows_by_table["system_metrics"] == plan.rows_by_table["system_metrics"] == 2 * len(old)
+    metrics = database_at(settings.db_path).read_rows("system_metrics")
+    assert metrics["sampled_at"].min() >= NOW - pd.Timedelta(days=7)
+    deliveries = database_at(settings.db_path).read_rows("alert_deliveries")
+    # Sent deliveries older than 7 days went; the failing one awaiting its retry stays whatever its age.
+    assert done.rows_by_table["alert_deliveries"] == 1
+    assert sorted(deliveries[deliveries["last_attempt_at"] < NOW - pd.Timedelta(days=7)]["status"]) == ["failed"]
+    assert len(deliveries) == len(times) - 1
+    assert "system_metrics: deleted 4 row(s) in 2 partition(s)" in "\n".join(done.describe())
+    # Whole-store restore brings the pruned samples back from the backup that holds them.
+    restore(settings)
+    assert len(database_at(settings.db_path).read_rows("system_metrics")) == len(rows["system_metrics"])
