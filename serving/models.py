@@ -61,9 +61,17 @@ class ConfigChange(BaseModel):
     new: Any = None
 
 
+class EnvironmentOverride(BaseModel):
+    key: str = Field(description="A key of the change, saved to the file...")
+    variable: str = Field(description="...that this environment variable overrides, so its value in effect stays.")
+
+
 class ConfigUpdate(BaseModel):
     path: str
-    changes: list[ConfigChange]
+    changes: list[ConfigChange] = Field(description="Keys whose value in effect changed, old and new (secrets "
+                                        "redacted).")
+    overridden: list[EnvironmentOverride] = Field(
+        default_factory=list, description="Keys of the change that an environment variable decides instead.")
     note: str
 
 

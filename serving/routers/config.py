@@ -38,12 +38,13 @@ async def post_config(
 ) -> ConfigUpdate:
     environ = request.app.state.environ
     try:
-        _, changes = await run_in_threadpool(apply_change, change, environ)
+        _, changes, overridden = await run_in_threadpool(apply_change, change, environ)
     except ConfigRejected as error:
         raise HTTPException(422, str(error)) from None
-    request.state.audit = {"config_changes": changes, "run_ids": []}
-    return ConfigUpdate(
-        path=str(config_path(environ)), changes=changes,
-        note="Saved. Dagster's code location reads it on its next load (reload it in the UI); this service on "
-        "its next start.",
-    )
+    request.state.audit = {"config_changes": changes, "run_ids": [], "config_overridden": overridden}
+    note = "Saved. Dagster's code location reads it on its next load (reload it in the UI); this service reads " \
+        "its API keys at once and everything else on its next start."
+    if overridden:
+        named = ", ".join(f"'{item['key']}' by {item['variable']}" for item in overridden)
+        note += f" The environment overrides {named}: the saved value takes effect only once that is unset."
+    return ConfigUpdate(path=str(config_path(environ)), changes=changes, overridden=overridden, note=note)
