@@ -12,7 +12,7 @@ from pydantic import BeforeValidator
 
 from lstm_pipeline.market.calendar import NEW_YORK, parse_window_key
 from lstm_pipeline.settings import Settings
-from serving.dagster_control import DagsterControl
+from serving.dagster_control import DagsterControl, DagsterError, DagsterUnavailable
 
 
 def settings_of(request: Request) -> Settings:
@@ -25,6 +25,11 @@ def snapshot_of(request: Request):  # noqa: ANN201 - serving.snapshot.ReadSnapsh
 
 def dagster_of(request: Request) -> DagsterControl:
     return request.app.state.dagster
+
+
+def dagster_failure(error: DagsterError) -> HTTPException:
+    """503 when Dagster's webserver did not answer (start it); 502 when it answered with an error (its answer)."""
+    return HTTPException(503 if isinstance(error, DagsterUnavailable) else 502, str(error))
 
 
 def now_of(request: Request) -> pd.Timestamp:

@@ -1,12 +1,13 @@
 """``POST /control/update`` and ``POST /control/update/{symbol}``: ask Dagster to run the update job for the
-newest registered window; 503 with one sentence when its webserver is not reachable."""
+newest registered window; 503 with one sentence when its webserver is not reachable, 502 with what it answered
+when it refuses the launch."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from serving.dagster_control import UPDATE_JOB, DagsterControl, DagsterUnavailable
-from serving.deps import DagsterDep, KnownSymbol, SettingsDep
+from serving.dagster_control import UPDATE_JOB, DagsterControl, DagsterError
+from serving.deps import DagsterDep, KnownSymbol, SettingsDep, dagster_failure
 from serving.models import LaunchedRuns
 from serving.security import require_operator
 
@@ -20,8 +21,8 @@ def _launch(request: Request, dagster: DagsterControl, symbols: list[str]) -> La
             raise HTTPException(409, "No session window is registered yet; let the market_windows sensor run "
                                      "(or backfill) first.")
         run_ids = dagster.launch_update(symbols, window)
-    except DagsterUnavailable as error:
-        raise HTTPException(503, str(error)) from None
+    except DagsterError as error:
+        raise dagster_failure(error) from None
     request.state.audit = {"run_ids": run_ids}
     return LaunchedRuns(job=UPDATE_JOB, window=window, symbols=symbols, run_ids=run_ids)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from serving import queries
-from serving.dagster_control import DagsterUnavailable
+from serving.dagster_control import DagsterError
 from serving.deps import DagsterDep, SettingsDep, SnapshotDep, now_of
 from serving.models import Status
 from serving.security import require_reader
@@ -18,6 +18,6 @@ def status(request: Request, settings: SettingsDep, snapshot: SnapshotDep, dagst
     symbols = queries.symbol_status(snapshot, settings.symbols, now_of(request))
     try:
         assets, detail = dagster.last_materializations(), f"Dagster answers at {dagster.url}."
-    except DagsterUnavailable as error:
+    except DagsterError as error:
         assets, detail = None, str(error)
     return Status(symbols=symbols, assets=assets, dagster_detail=detail, data_as_of=snapshot.as_of)
