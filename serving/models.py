@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from serving.pagination import PrunedSpan
+
 
 class ErrorBody(BaseModel):
     """Every error: one sentence naming the problem and the fix; ``errors`` lists each malformed parameter."""
@@ -154,10 +156,13 @@ class RunDuration(BaseModel):
 class SymbolPerformance(BaseModel):
     symbol: str
     period_start: dt.datetime | None
-    period_end: dt.datetime | None = Field(description="The newest stored accuracy window of the symbol: periods "
-                                           "are counted back from the data, not the wall clock.")
+    period_end: dt.datetime | None = Field(description="The newest accuracy window of the symbol (stored, or pruned "
+                                           "by retention): periods are counted back from the data, not the wall "
+                                           "clock.")
     latest_metrics: list[AccuracyMetric]
     trade_success: TradeSuccess
+    pruned: PrunedSpan | None = Field(None, description="The span of the period whose accuracy metrics retention "
+                                      "pruned; null when none was.")
 
 
 class Performance(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 from collections.abc import Sequence
 from typing import Annotated, Generic, TypeVar
@@ -21,10 +22,24 @@ MAX_LIMIT = 500
 T = TypeVar("T")
 
 
+class PrunedSpan(BaseModel):
+    """The part of the data asked for that retention deleted (a verified backup holds it)."""
+
+    table: str
+    first_window: dt.datetime
+    last_window: dt.datetime
+    partitions: int = Field(description="Symbol-windows deleted in that span.")
+    rows_deleted: int
+    pruned_at: dt.datetime = Field(description="When retention last deleted part of it.")
+    detail: str = Field(description="One sentence: what was pruned, when, and the restore command.")
+
+
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last page.")
     limit: int
+    pruned: PrunedSpan | None = Field(None, description="Which span of the data asked for retention pruned (its rows "
+                                      "are not among the items); null when none was.")
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page (at most {MAX_LIMIT}).")]

@@ -2,6 +2,10 @@
 
 Every filter is a ``?`` parameter; the only SQL text is fixed here (including the ``max(...)`` subqueries that keep
 a request from reading a symbol's whole history to find its newest row).
+
+Retention deletes old symbol-windows (after a verified backup holds them) and records each in ``pruned_partitions``;
+the functions here read that record so an answer never passes off pruned data as missing: a single forecast or a
+period that retention emptied is a 410 naming when and the restore command, and lists carry the pruned span.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 import pandas as pd
 from fastapi import HTTPException
 
-from lstm_pipeline.market.calendar import NEW_YORK, WINDOW
+from lstm_pipeline.market.calendar import NEW_YORK, WINDOW, window_key
 from serving.pagination import page_frame
 
 NEWEST_BAR_PER_SYMBOL = "(symbol, window_start) IN (SELECT symbol, max(window_start) FROM market_bars GROUP BY symbol)"
@@ -59,6 +63,53 @@ def as_instant(value: dt.datetime) -> pd.Timestamp:
     """A query's datetime as an instant; a naive one means New York time, as everywhere in this project."""
     stamp = pd.Timestamp(value)
     return stamp.tz_localize(NEW_YORK) if stamp.tzinfo is None else stamp
+
+
+# ----------------------------------------------------------------------------------------------------- pruned
+
+_PRUNED_WHAT = {
+    "predictions": "forecasts", "trade_recommendations": "recommendations", "accuracy_metrics": "accuracy metrics",
+    "alerts": "alerts", "market_bars": "bars", "trade_outcomes": "trade outcomes", "validations": "validations",
+}
+
+
+def pruned_partitions(snapshot: Any, table: str, symbol: str | None = None, start: pd.Timestamp | None = None,
+                      end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The symbol-windows of ``table`` that retention deleted (optionally one symbol's, within [start, end])."""
+    where, params = ["table_name = ?"], [table]
+    for clause, value in (("symbol = ?", symbol), ("window_start >= ?", start), ("window_start <= ?", end)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    return read(snapshot, "pruned_partitions", where, params)
+
+
+def _day(stamp: Any) -> str:
+    return pd.Timestamp(stamp).tz_convert(NEW_YORK).strftime("%Y-%m-%d")
+
+
+def pruned_sentence(subject: str, table: str, pruned: pd.DataFrame) -> str:
+    """One sentence: ``subject`` was pruned by retention on <day> (the newest pruning); the command that brings it
+    back from the verified backup that holds it."""
+    newest = pruned.sort_values("pruned_at").iloc[-1]
+    return (
+        f"{subject} pruned by retention on {_day(newest['pruned_at'])} (backup {newest['backup_id']} holds it); "
+        f"restore it with `lstm-pipeline restore --table {table}`."
+    )
+
+
+def pruned_span(table: str, pruned: pd.DataFrame) -> dict[str, Any] | None:
+    """Which span of the data asked for retention deleted (None: nothing of it), for a list answer's ``pruned``."""
+    if pruned.empty:
+        return None
+    first, last = pruned["window_start"].min(), pruned["window_start"].max()
+    what = _PRUNED_WHAT.get(table, table)
+    return {
+        "table": table, "first_window": first, "last_window": last, "partitions": len(pruned),
+        "rows_deleted": int(pruned["rows_deleted"].sum()), "pruned_at": pruned["pruned_at"].max(),
+        "detail": pruned_sentence(f"The {what} of windows {window_key(first)} to {window_key(last)} "
+                                  f"({len(pruned)} symbol-windows) were", table, pruned),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------- status
@@ -195,13 +246,25 @@ def trade_success(snapshot: Any, symbol: str, start: pd.Timestamp | None) -> dic
 
 
 def symbol_performance(snapshot: Any, symbol: str, period_hours: float) -> dict[str, Any]:
-    end = newest_metric_window(snapshot, symbol)
+    """A symbol's summary over the ``period_hours`` before its newest accuracy window, stored or pruned (so a
+    period that retention emptied reads as pruned, not as a shorter history); ``gone`` is the sentence saying so
+    when retention pruned every metric of the period (None otherwise)."""
+    stored_end = newest_metric_window(snapshot, symbol)
+    pruned = pruned_partitions(snapshot, "accuracy_metrics", symbol)
+    ends = [stamp for stamp in (stored_end, pruned["window_start"].max() if len(pruned) else None) if stamp is not None]
+    end = max(ends) if ends else None
     start = end - pd.Timedelta(hours=period_hours) if end is not None else None
-    latest = metrics(snapshot, symbol, end, end, None, None) if end is not None else []
+    latest = metrics(snapshot, symbol, stored_end, stored_end, None, None) if stored_end is not None else []
+    in_period = pruned[pruned["window_start"] >= start] if start is not None else pruned
+    stored_in_period = stored_end is not None and start is not None and stored_end >= start
+    gone = None
+    if len(in_period) and not stored_in_period:
+        gone = pruned_sentence(f"Every accuracy metric of {symbol} in the {period_hours:g} hours to window "
+                               f"{window_key(end)} was", "accuracy_metrics", in_period)
     return {
         "symbol": symbol, "period_start": start, "period_end": end, "latest_metrics": latest,
-        "trade_success": trade_success(snapshot, symbol, start) if start is not None else trade_success(
-            snapshot, symbol, None),
+        "trade_success": trade_success(snapshot, symbol, start),
+        "pruned": pruned_span("accuracy_metrics", in_period), "gone": gone,
     }
 
 
@@ -223,3 +286,10 @@ def alerts(snapshot: Any, symbol: str | None, level: str | None, since: pd.Times
         cursor,
     )
     return records(page), next_cursor
+
+
+def open_alerts_with_key(snapshot: Any, alert_key: str) -> pd.DataFrame:
+    """The open alerts with ``alert_key`` (a row a writer left without one has the key ``kind:symbol``)."""
+    return read(snapshot, "alerts", [
+        "resolved_at IS NULL", "(alert_key = ? OR (alert_key IS NULL AND kind || ':' || symbol = ?))",
+    ], [alert_key, alert_key])

@@ -1,13 +1,16 @@
-"""``GET /performance`` and ``GET /performance/{symbol}?period_hours=24``: accuracy, trade success, run times."""
+"""``GET /performance`` and ``GET /performance/{symbol}?period_hours=24``: accuracy, trade success, run times.
+
+A period whose accuracy metrics retention pruned entirely is a 410 naming when and the restore command; one that
+retention pruned in part carries the pruned span (``pruned``)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from serving import queries
-from serving.dagster_control import DagsterControl, DagsterUnavailable
+from serving.dagster_control import DagsterControl, DagsterError
 from serving.deps import DagsterDep, KnownSymbol, SettingsDep, SnapshotDep
 from serving.models import Performance, SymbolPerformanceHistory
 from serving.security import require_reader
@@ -24,7 +27,7 @@ Bucket = Annotated[Literal["1_step", "1_hour", "1_day", "1_week"], Query(descrip
 def _runs(dagster: DagsterControl) -> tuple[list[dict[str, Any]] | None, str]:
     try:
         return dagster.recent_runs(), f"Dagster answers at {dagster.url}."
-    except DagsterUnavailable as error:
+    except DagsterError as error:
         return None, str(error)
 
 
@@ -45,6 +48,8 @@ def symbol_performance(
 ) -> SymbolPerformanceHistory:
     summary = queries.symbol_performance(snapshot, symbol, period_hours)
     start, end = summary["period_start"], summary["period_end"]
+    if summary["gone"]:
+        raise HTTPException(410, summary["gone"])
     rows = queries.metrics(snapshot, symbol, start, end, span, horizon_bucket) if end is not None else []
     runs, detail = _runs(dagster)
     return SymbolPerformanceHistory(**summary, period_hours=period_hours, metrics=rows, runs=runs,

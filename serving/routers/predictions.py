@@ -1,4 +1,7 @@
-"""``GET /predictions`` (newest first, paginated) and ``GET /predictions/{symbol}`` (a whole forecast path)."""
+"""``GET /predictions`` (newest first, paginated) and ``GET /predictions/{symbol}`` (a whole forecast path).
+
+A forecast that retention pruned is a 410 saying when and how to restore it, never a 404 or an empty success; the
+list carries the span of the forecasts asked for that retention pruned (``pruned``)."""
 
 from __future__ import annotations
 
@@ -24,10 +27,11 @@ Window = Annotated[
 def list_predictions(
     snapshot: SnapshotDep, since: Since = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Page[ForecastSummary]:
-    rows, next_cursor = queries.forecast_summaries(
-        snapshot, queries.as_instant(since) if since else None, limit, cursor
-    )
-    return Page[ForecastSummary](items=[ForecastSummary(**row) for row in rows], next_cursor=next_cursor, limit=limit)
+    start = queries.as_instant(since) if since else None
+    rows, next_cursor = queries.forecast_summaries(snapshot, start, limit, cursor)
+    pruned = queries.pruned_span("predictions", queries.pruned_partitions(snapshot, "predictions", start=start))
+    return Page[ForecastSummary](items=[ForecastSummary(**row) for row in rows], next_cursor=next_cursor, limit=limit,
+                                 pruned=pruned)
 
 
 @router.get("/predictions/{symbol}", response_model=Forecast,
@@ -36,6 +40,11 @@ def symbol_prediction(symbol: KnownSymbol, snapshot: SnapshotDep, window: Window
     as_of = parse_window(window)
     found = queries.forecast(snapshot, symbol, as_of)
     if found is None:
+        pruned = queries.pruned_partitions(snapshot, "predictions", symbol, as_of, as_of)
+        if len(pruned):
+            subject = f"The forecast of {symbol} as of {window} was" if window else \
+                f"Every stored forecast of {symbol} was"
+            raise HTTPException(410, queries.pruned_sentence(subject, "predictions", pruned))
         when = f"as of {window}" if window else "yet"
         raise HTTPException(404, f"There is no forecast of {symbol} {when}; list the stored ones with GET "
                                  "/predictions.")

@@ -1,4 +1,5 @@
-"""``GET /recommendations`` and ``GET /recommendations/{symbol}`` (``active=true|false``)."""
+"""``GET /recommendations`` and ``GET /recommendations/{symbol}`` (``active=true|false``); ``pruned`` names the span
+retention pruned."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ Active = Annotated[bool | None, Query(description="true: only open buys/shorts; 
 def _page(snapshot: Any, symbol: str | None, active: bool | None, limit: int, cursor: str | None
           ) -> Page[Recommendation]:
     rows, next_cursor = queries.recommendations(snapshot, symbol, active, limit, cursor)
-    return Page[Recommendation](items=[Recommendation(**row) for row in rows], next_cursor=next_cursor, limit=limit)
+    table = "trade_recommendations"
+    pruned = queries.pruned_span(table, queries.pruned_partitions(snapshot, table, symbol))
+    return Page[Recommendation](items=[Recommendation(**row) for row in rows], next_cursor=next_cursor, limit=limit,
+                                pruned=pruned)
 
 
 @router.get("/recommendations", response_model=Page[Recommendation], summary="Trade recommendations, newest first")
