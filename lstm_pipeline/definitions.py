@@ -33,7 +33,13 @@ from lstm_pipeline.jobs import (  # noqa: E402
     market_bars_update_job,
     reprediction_job,
 )
-from lstm_pipeline.operations_jobs import backup_job, export_job, restore_job, retention_job  # noqa: E402
+from lstm_pipeline.operations_jobs import (  # noqa: E402
+    alert_actions_job,
+    backup_job,
+    export_job,
+    restore_job,
+    retention_job,
+)
 from lstm_pipeline.resources import build_resources  # noqa: E402
 from lstm_pipeline.schedules.daily_report import build_daily_report_schedule  # noqa: E402
 from lstm_pipeline.schedules.market_close import build_market_close_schedule  # noqa: E402
@@ -70,7 +76,7 @@ defs = Definitions(
     asset_checks=[market_bars_quality, lstm_model_loads, *freshness_checks, backups_restore_verified,
                   exports_readable],
     jobs=[market_bars_update_job, lstm_model_training_job, reprediction_job, backtest_job, daily_report_job,
-          backup_job, export_job, restore_job, retention_job],
+          backup_job, export_job, restore_job, retention_job, alert_actions_job],
     schedules=[market_close_schedule, daily_report_schedule, exports_schedule, retention_schedule],
     sensors=[market_windows_sensor, model_store_sensor, reprediction_sensor, retraining_sensor, *run_failure_sensors,
              alert_delivery_sensor, system_metrics_sensor, freshness_checks_sensor, backups_automation_sensor],

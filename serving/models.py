@@ -191,6 +191,10 @@ class Alert(BaseModel):
     run_id: str | None
     created_at: dt.datetime | None
     resolved_at: dt.datetime | None
+    acknowledged_at: dt.datetime | None = None
+    acknowledged_by: str | None = Field(None, description="Who acknowledged it (api:<key id> through this API).")
+    resolved_by: str | None = Field(None, description="Who resolved it by hand (null: resolved by the pipeline).")
+    escalated_at: dt.datetime | None = Field(None, description="When an unacknowledged WARNING became ERROR.")
 
 
 class LaunchedRuns(BaseModel):
@@ -211,4 +215,16 @@ class AuditEntry(BaseModel):
     outcome: int
     detail: str | None = None
     config_changes: list[ConfigChange] | None = None
+    config_overridden: list[EnvironmentOverride] | None = Field(
+        None, description="Keys of a config change that an environment variable overrides.")
     run_ids: list[str] | None = None
+    repeated: int | None = Field(None, description="Rate-limit refusals of the same caller folded into this entry "
+                                 "since its previous one (a flood is recorded as counts, not one line each).")
+
+
+class AlertActionLaunched(BaseModel):
+    job: str = Field(description="The Dagster job that writes the change (the service never writes the store).")
+    alert_key: str
+    action: Literal["acknowledge", "resolve"]
+    open_alerts: int = Field(description="Open alerts with this key when the run was launched.")
+    run_ids: list[str] = Field(description="The launched run; the alert reads as changed once it has finished.")

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ from dagster import DagsterInstance
 
 from lstm_pipeline.partitions import register_session_windows
 from lstm_pipeline.settings import PROJECT_ROOT
-from serving.dagster_control import DagsterControl
+from serving.dagster_control import DagsterControl, DagsterRefused
 from tests.serving.conftest import OPERATOR_KEY, READER_KEY, make_service
 from tests.serving.live import live_server
 
@@ -109,3 +110,62 @@ def test_control_endpoints_launch_the_update_for_the_newest_window_through_dagst
             break
         assert time.monotonic() < deadline, f"the launched run stayed {status}"
         time.sleep(0.5)
+
+
+def _finished(control: DagsterControl, run_id: str) -> str:
+    deadline = time.monotonic() + 180
+    while True:
+        status = control.query(_RUN_QUERY, {"id": run_id})["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        assert time.monotonic() < deadline, f"run {run_id} stayed {status}"
+        time.sleep(0.5)
+
+
+def _open_alerts_once_written(client: httpx.Client, written: Callable[[dict], bool]) -> dict[str, str | None]:
+    """AAPL's open alerts (key -> acknowledged_by) once a run's write shows: answers lag a write by the snapshot's
+    freshness bound (seconds), so this asks again until then."""
+    deadline = time.monotonic() + 10
+    while True:
+        listed = client.get("/alerts", headers={"X-API-Key": OPERATOR_KEY}, params={"active": "true",
+                                                                                  "symbol": "AAPL"}).json()
+        alerts = {a["alert_key"]: a["acknowledged_by"] for a in listed["items"]}
+        if written(alerts) or time.monotonic() > deadline:
+            return alerts
+        time.sleep(0.2)
+
+
+def test_alert_ack_and_resolve_run_through_dagster_and_refusals_say_what_dagster_answered(dagster_webserver,
+                                                                                        monkeypatch):
+    service, control = dagster_webserver
+    operator = {"X-API-Key": OPERATOR_KEY}
+    with live_server(service.app()) as url, httpx.Client(base_url=url, timeout=60) as client:
+        assert client.post("/alerts/confidence_low:AAPL/ack", headers={"X-API-Key": READER_KEY}).status_code == 403
+        ack = client.post("/alerts/confidence_low:AAPL/ack", headers=operator)
+        assert ack.status_code == 200, ack.text
+        body = ack.json()
+        assert (body["job"], body["action"], body["open_alerts"], len(body["run_ids"])) == (
+            "alert_actions", "acknowledge", 1, 1)
+        run = control.query(_RUN_QUERY, {"id": body["run_ids"][0]})["runOrError"]
+        assert run["jobName"] == "alert_actions"
+        assert _finished(control, body["run_ids"][0]) == "SUCCESS"
+        acknowledged = _open_alerts_once_written(client, lambda alerts: alerts["confidence_low:AAPL"] is not None)
+        assert acknowledged == {"confidence_low:AAPL": "api:env-2", "prediction_error:AAPL": None}
+        resolve = client.post("/alerts/confidence_low:AAPL/resolve", headers=operator)
+        assert resolve.status_code == 200 and _finished(control, resolve.json()["run_ids"][0]) == "SUCCESS"
+        assert set(_open_alerts_once_written(client, lambda alerts: "confidence_low:AAPL" not in alerts)) == {
+            "prediction_error:AAPL"}
+        assert client.post("/alerts/confidence_low:AAPL/resolve", headers=operator).status_code == 404  # not open
+        audit = client.get("/audit", headers=operator).json()["items"]
+        assert [(e["path"], e["run_ids"]) for e in audit if e["outcome"] == 200] == [
+            ("/alerts/confidence_low:AAPL/resolve", resolve.json()["run_ids"]),
+            ("/alerts/confidence_low:AAPL/ack", body["run_ids"]),
+        ]
+        # Dagster answers, but refuses: 502 quoting its answer, not "start Dagster".
+        monkeypatch.setattr("serving.dagster_control.UPDATE_JOB", "no_such_job")
+        refused = client.post("/control/update", headers=operator)
+        assert refused.status_code == 502, refused.text
+        assert "refused to launch no_such_job" in refused.json()["detail"]
+        assert "NotFoundError" in refused.json()["detail"] and "start it" not in refused.json()["detail"]
+    with pytest.raises(DagsterRefused, match="RunConfigValidationInvalid"):
+        control.launch("alert_actions", run_config={"ops": {"apply_alert_action": {"config": {"alert_key": 1}}}})
