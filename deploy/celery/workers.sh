@@ -25,6 +25,8 @@ require_env() {
   [ -n "${DAGSTER_HOME:-}" ] || fail "DAGSTER_HOME is not set; source the Postgres profile's dagster.env (deploy/postgres/local-postgres.sh env) first."
   [ -n "${DAGSTER_CELERY_CONFIG_YAML:-}" ] && [ -f "$DAGSTER_CELERY_CONFIG_YAML" ] \
     || fail "DAGSTER_CELERY_CONFIG_YAML does not name a file; source the broker's celery.env (deploy/celery/local-redis.sh env) first."
+  [ -n "${DAGSTER_EVENT_BATCH_SIZE:-}" ] && [ -n "${DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS:-}" ] \
+    || echo "celery-workers: the event batching settings are not set, so these workers write Dagster's events one at a time; source the Postgres profile's dagster.env first." >&2
 }
 
 start() {
