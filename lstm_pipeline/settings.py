@@ -117,7 +117,11 @@ _KEY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 class ApiKeyEntry(_Section):
-    """One more REST API key, by its SHA-256 (never the key itself): ``lstm-pipeline`` prints the hash it mints."""
+    """One more REST API key, by its SHA-256 (never the key itself), e.g. ``printf %s "$KEY" | sha256sum``.
+
+    ``lstm-pipeline keys add --role reader`` prints a new key (once) and keeps its hash in the key file beside the
+    Dagster instance (``api_keys.json``), so a key minted that way needs no entry here; the running service picks
+    up a change of that file or of this list without a restart."""
 
     id: str
     role: Literal["reader", "operator"] = "reader"
@@ -178,8 +182,12 @@ class CacheSettings(_Section):
     max_size_mb: float = Field(500, gt=0)
     ttl_minutes: float = Field(60, gt=0)
     enable_prediction_cache: bool = True
+    """Whether answers read from ``predictions`` are cached (false: every forecast answer is read fresh)."""
     enable_model_cache: bool = True
+    """Not used by the REST service, which never loads a model (forecasts are read from the store); kept as a
+    spec key."""
     enable_data_cache: bool = True
+    """The answer cache as a whole: false caches nothing, whatever ``enable_prediction_cache`` says."""
 
 
 DEFAULT_MONITORING_INTERVALS: dict[str, float] = {

@@ -2,7 +2,7 @@
 under uvicorn, with TLS when ``api.tls_certfile``/``api.tls_keyfile`` are set.
 
 The service reads the pipeline's tables through ``serving.snapshot.ReadSnapshot`` and writes only beside the
-Dagster instance (its key hashes and audit trail) and, for ``POST /config``, the config file.
+Dagster instance (its key hashes, audit trail and access record) and, for ``POST /config``, the config file.
 """
 
 from __future__ import annotations
@@ -25,12 +25,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lstm_pipeline.settings import Settings, _loopback, get_settings
-from serving.audit import ACCESS_FILE_NAME, AUDIT_FILE_NAME, CHANGING_METHODS, REFUSED_STATUSES, AuditLog
+from serving.audit import (
+    ACCESS_FILE_NAME,
+    AUDIT_FILE_NAME,
+    CHANGING_METHODS,
+    REFUSED_STATUSES,
+    AuditLog,
+    BackgroundLog,
+)
 from serving.dagster_control import DagsterControl
+from serving.dashboard import router as dashboard_router
 from serving.keys import instance_dir
 from serving.models import ErrorBody
 from serving.routers import alerts, audit, config, control, health, performance, predictions, recommendations, status
 from serving.security import KeyRing, Principal, RateLimiter
+from serving.snapshot import CACHE_TALLY, CacheTally
 
 _ERROR = {"model": ErrorBody}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -39,17 +48,24 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {**_ERROR, "description": "The key is not valid, or its role may not call this endpoint."},
     404: {**_ERROR, "description": "Unknown symbol, or nothing stored for it yet."},
     409: {**_ERROR, "description": "The request cannot be served in the current state (the message says why)."},
+    410: {**_ERROR, "description": "Retention pruned the data asked for; the message says when and how to restore "
+          "it."},
     422: {**_ERROR, "description": "A malformed parameter or body; the message names it and the reason."},
     429: {**_ERROR, "description": "Rate limit reached; retry after the Retry-After header's seconds."},
+    502: {**_ERROR, "description": "Dagster answered with an error (unknown job, invalid config, code location not "
+          "loaded); the message quotes it."},
     503: {**_ERROR, "description": "The store or Dagster cannot be reached right now."},
 }
 
 
 class RecordingMiddleware:
-    """Records every request's status and duration in the access record (``api_access.jsonl``: what monitoring's
-    api_performance reads), and every changing or refused one (401/403/429) in the audit trail."""
+    """Records every request in the access record (``api_access.jsonl``: status, duration and whether the read
+    cache answered it, what monitoring's api_performance reads; written by a background thread, never on the event
+    loop) and in the audit trail every refused request (401/403/429, a rate-limit flood folded to one 429 entry
+    per caller per minute) and every changing request that reached an endpoint as a known caller (a POST to an
+    unknown path, or one refused before it was identified, cannot fill the trail)."""
 
-    def __init__(self, app: ASGIApp, audit_log: AuditLog, access_log: AuditLog) -> None:
+    def __init__(self, app: ASGIApp, audit_log: AuditLog, access_log: BackgroundLog) -> None:
         self.app = app
         self.audit_log = audit_log
         self.access_log = access_log
@@ -61,6 +77,8 @@ class RecordingMiddleware:
         state = scope.setdefault("state", {})
         seen: dict[str, Any] = {"status": 500, "body": b""}
         started = time.perf_counter()
+        tally = CacheTally()
+        token = CACHE_TALLY.set(tally)
 
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -72,6 +90,7 @@ class RecordingMiddleware:
         try:
             await self.app(scope, receive, watch)
         finally:
+            CACHE_TALLY.reset(token)
             status_code = seen["status"]
             route = scope.get("route")
             principal: Principal | None = state.get("principal")
@@ -80,9 +99,20 @@ class RecordingMiddleware:
                 "endpoint": getattr(route, "path", None), "status": status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000.0, 3),
                 "key_id": principal.key_id if principal else None,
+                "cache": tally.outcome,
             })
-            if scope["method"] in CHANGING_METHODS or status_code in REFUSED_STATUSES:
+            if _audited(scope, state, status_code):
                 await run_in_threadpool(self.audit_log.record, _entry(scope, state, status_code, seen["body"]))
+
+
+def _audited(scope: Scope, state: Mapping[str, Any], status_code: int) -> bool:
+    if status_code in REFUSED_STATUSES:
+        return not (state.get("audit") or {}).get("fold")
+    if scope["method"] not in CHANGING_METHODS:
+        return False
+    route = scope.get("route")
+    reached = route is not None and scope["method"] in getattr(route, "methods", ())
+    return reached and state.get("principal") is not None
 
 
 def _entry(scope: Scope, state: Mapping[str, Any], status_code: int, body: bytes) -> dict[str, Any]:
@@ -104,8 +134,20 @@ def _entry(scope: Scope, state: Mapping[str, Any], status_code: int, body: bytes
         "outcome": status_code,
         "detail": detail,
         "config_changes": extra.get("config_changes"),
+        "config_overridden": extra.get("config_overridden") or None,
         "run_ids": extra.get("run_ids"),
+        "repeated": extra.get("repeated"),
     }
+
+
+def _closing_entries(limiter: RateLimiter) -> list[dict[str, Any]]:
+    """At shutdown: one entry per caller whose last rate-limit refusals were folded and not yet counted."""
+    return [
+        {**entry, "outcome": 429, "repeated": count, "config_changes": None, "run_ids": None,
+         "detail": f"{count} more requests of this caller were refused by the rate limit after its last audited "
+         "refusal (counted at shutdown)."}
+        for count, entry in limiter.folded_refusals()
+    ]
 
 
 def _required_role(dependant: Any) -> str | None:
@@ -180,7 +222,7 @@ def create_app(
         snapshot = ReadSnapshot(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):  # noqa: ANN202
         start = getattr(snapshot, "start", None)
         if callable(start):
             start()
@@ -188,6 +230,9 @@ def create_app(
         close = getattr(snapshot, "close", None)
         if callable(close):
             close()
+        for entry in _closing_entries(app.state.rate_limiter):
+            app.state.audit.record(entry)
+        app.state.access_log.close()
 
     app = FastAPI(
         title="lstm_pipeline REST API",
@@ -207,22 +252,16 @@ def create_app(
     app.state.clock = clock
     audit_file = Path(audit_path) if audit_path else instance_dir(environ) / AUDIT_FILE_NAME
     app.state.audit = AuditLog(audit_file, max_bytes=settings.api.audit_max_bytes, backups=settings.api.audit_backups)
-    app.state.access_log = AuditLog(
+    app.state.access_log = BackgroundLog(AuditLog(
         audit_file.with_name(ACCESS_FILE_NAME), max_bytes=settings.api.audit_max_bytes, backups=1
-    )
+    ))
 
     app.include_router(health.router)
     guarded = (status, config, predictions, recommendations, performance, alerts, control, audit)
     for module in guarded:
         app.include_router(module.router, responses=ERROR_RESPONSES)
-    try:
-        from serving.dashboard import router as dashboard_router
-    except ModuleNotFoundError as error:
-        if error.name != "serving.dashboard":
-            raise
-    else:
-        app.include_router(dashboard_router)
-    _document_roles(app, [health.router, *(module.router for module in guarded)])
+    app.include_router(dashboard_router)
+    _document_roles(app, [health.router, *(module.router for module in guarded), dashboard_router])
 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(RecordingMiddleware, audit_log=app.state.audit, access_log=app.state.access_log)

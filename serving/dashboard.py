@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from serving.security import API_KEY_COOKIE, ROLE_RANK, require_reader
+from serving.security import API_KEY_COOKIE, ROLE_RANK, limit_client, limit_key, require_reader
 
 STATIC = Path(__file__).with_name("static")
 BARS_SHOWN = 78
@@ -152,12 +152,14 @@ async def login(request: Request) -> Response:
     key = await _form_key(request)
     found = request.app.state.keyring.verify(key) if key else None
     if found is None:
+        limit_client(request)  # guessing keys here is bounded like on the API (429 past the limit)
         return _login_page(
-            "That API key is not valid; paste a reader or operator key (lstm-pipeline api-key issue --role reader "
-            "mints one).",
+            "That API key is not valid; paste a reader or operator key (`lstm-pipeline keys add --role reader` "
+            "mints a reader key).",
             403,
         )
     request.state.principal = found
+    limit_key(request, found)
     response = RedirectResponse("/dashboard", status_code=303)
     response.set_cookie(
         API_KEY_COOKIE,

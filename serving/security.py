@@ -5,23 +5,33 @@ something. A key comes in the ``X-API-Key`` header or, for the dashboard page, t
 No key: 401. A key that is not one of ours: 403. A reader key on an operator endpoint: 403 naming the role.
 Over the rate limit: 429 with ``Retry-After``. The key itself is never logged or stored; the audit trail and the
 logs name its key id.
+
+Requests without a valid key are limited per client address, so a flood of them is refused after the limit; the
+audit trail then holds one 429 entry per caller per minute, and the refusals folded into it are counted in the
+next one (``repeated``) or, at shutdown, in a closing entry: a flood cannot push real entries out of the rotated
+trail. The key ring follows its sources while the service runs: a change of the key file beside the instance or
+of the config file (one ``stat`` of each per request) reloads the keys, so rotating a key needs no restart.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader
 
-from lstm_pipeline.settings import Settings, _loopback
+from lstm_pipeline.settings import ConfigError, Settings, _loopback, load_settings
+from serving.config_store import config_path
 from serving.keys import (
     Role,
     StoredKey,
@@ -32,6 +42,7 @@ from serving.keys import (
     verify_hash,
 )
 
+LOGGER = logging.getLogger("serving.security")
 API_KEY_HEADER = "X-API-Key"
 API_KEY_COOKIE = "lstm_pipeline_key"
 ROLE_RANK: dict[str, int] = {"reader": 1, "operator": 2}
@@ -54,17 +65,82 @@ class Principal:
     role: Role
 
 
+FileStamp = tuple[int, int, int] | None
+"""(inode, size, mtime_ns) of a watched file; None when it does not exist."""
+
+
+def _stamp(path: Path | None) -> FileStamp:
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+@dataclass
+class KeySources:
+    """Where the keys come from, and the state of the two files among them when they were last read."""
+
+    settings: Settings
+    environ: Mapping[str, str]
+    key_file: Path
+    config_file: Path | None
+    key_file_stamp: FileStamp = None
+    config_stamp: FileStamp = None
+
+    def __post_init__(self) -> None:
+        self.key_file_stamp, self.config_stamp = _stamp(self.key_file), _stamp(self.config_file)
+
+    def keys(self) -> list[StoredKey]:
+        return configured_keys(self.settings, self.environ) + read_key_file(self.key_file)
+
+
 class KeyRing:
     """The accepted keys, as hashes. ``auth_required=False`` (only ever on a loopback host) lets every caller in
-    as the local operator."""
+    as the local operator. With ``sources`` the ring reloads itself when the key file or the config file changes."""
 
-    def __init__(self, keys: list[StoredKey], *, auth_required: bool = True) -> None:
+    def __init__(self, keys: list[StoredKey], *, auth_required: bool = True, sources: KeySources | None = None
+                 ) -> None:
         self.keys = list(keys)
         self.auth_required = auth_required
+        self.sources = sources
+        self._reload_lock = threading.Lock()
 
     def verify(self, key: str) -> Principal | None:
+        self.reload_if_changed()
         stored = verify_hash(key, self.keys)
         return Principal(stored.key_id, stored.role) if stored else None
+
+    def reload_if_changed(self) -> bool:
+        """Reread the keys if the key file or the config file changed since they were read; True if reloaded.
+
+        A file that cannot be read or validated right now (an editor halfway through) keeps the keys as they were,
+        with one warning, and is tried again once it changes again."""
+        sources = self.sources
+        if sources is None:
+            return False
+        key_stamp, config_stamp = _stamp(sources.key_file), _stamp(sources.config_file)
+        if key_stamp == sources.key_file_stamp and config_stamp == sources.config_stamp:
+            return False
+        with self._reload_lock:
+            if key_stamp == sources.key_file_stamp and config_stamp == sources.config_stamp:
+                return False  # another request reloaded meanwhile
+            settings = sources.settings
+            try:
+                if config_stamp != sources.config_stamp and config_stamp is not None:
+                    settings = load_settings(sources.config_file, dict(sources.environ))
+                keys = configured_keys(settings, sources.environ) + read_key_file(sources.key_file)
+            except (ConfigError, ValueError) as error:
+                LOGGER.warning("The API keys were not reloaded, the previous ones stay: %s", error)
+                keys = None
+            sources.key_file_stamp, sources.config_stamp = key_stamp, config_stamp
+            if keys is None:
+                return False
+            sources.settings = settings
+            self.keys = keys
+            return True
 
     @classmethod
     def load(
@@ -93,7 +169,9 @@ class KeyRing:
                 f"It is shown only this once; its SHA-256 is kept in {path} (0600). Send it as the X-API-Key "
                 "header. Mint more with `lstm-pipeline keys add --role reader` (serving.keys.issue_key)."
             )
-        return cls(keys, auth_required=auth_required)
+        config_file = config_path(environ)
+        sources = KeySources(settings, environ, path, config_file if config_file.is_file() else None)
+        return cls(keys, auth_required=auth_required, sources=sources)
 
 
 class RateLimiter:
@@ -103,6 +181,7 @@ class RateLimiter:
         self.per_minute = per_minute
         self.clock = clock
         self._seen: dict[str, deque[float]] = {}
+        self._folded: dict[str, tuple[float, int, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
 
     def retry_after(self, caller: str) -> int | None:
@@ -120,6 +199,28 @@ class RateLimiter:
                     del self._seen[name]
             return None
 
+    def audit_refusal(self, caller: str, entry: dict[str, Any] | None = None) -> int | None:
+        """Whether a 429 of ``caller`` goes into the audit trail: at most one per caller per minute. None: fold it
+        into that one (``entry`` describes it, for the closing count); else the number folded since the last one."""
+        now = self.clock()
+        with self._lock:
+            until, folded, _ = self._folded.get(caller, (0.0, 0, None))
+            if now < until:
+                self._folded[caller] = (until, folded + 1, entry)
+                return None
+            self._folded[caller] = (now + 60.0, 0, None)
+            if len(self._folded) > 10_000:
+                for name in [n for n, (u, count, _) in self._folded.items() if u <= now and not count]:
+                    del self._folded[name]
+            return folded
+
+    def folded_refusals(self) -> list[tuple[int, dict[str, Any]]]:
+        """The 429s folded since each caller's last audited one (count, the last one's entry); forgets them."""
+        with self._lock:
+            pending = [(count, entry) for _, count, entry in self._folded.values() if count and entry]
+            self._folded.clear()
+        return pending
+
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
@@ -131,9 +232,23 @@ def _refuse(request: Request, status: int, detail: str, principal: Principal | N
     return HTTPException(status_code=status, detail=detail, headers=headers)
 
 
+def limit_client(request: Request) -> None:
+    """The per-address limit of requests without a valid key (429 once reached)."""
+    _limit(request, f"client:{client_address(request)}", None)
+
+
+def limit_key(request: Request, principal: Principal) -> None:
+    _limit(request, f"key:{principal.key_id}", principal)
+
+
 def _limit(request: Request, caller: str, principal: Principal | None) -> None:
-    wait = request.app.state.rate_limiter.retry_after(caller)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait = limiter.retry_after(caller)
     if wait is not None:
+        described = {"key_id": principal.key_id if principal else None, "role": principal.role if principal else None,
+                     "client": client_address(request), "method": request.method, "path": request.url.path}
+        folded = limiter.audit_refusal(caller, described)
+        request.state.audit = {"fold": True} if folded is None else {"repeated": folded or None}
         raise _refuse(
             request, 429,
             f"Rate limit of {request.app.state.rate_limiter.per_minute} requests per minute reached; retry in "
@@ -154,7 +269,7 @@ def require_role(role: Role) -> Callable[..., Any]:
         if not keyring.auth_required and not key:
             principal = Principal("anonymous-loopback", "operator")
         elif not key:
-            _limit(request, f"client:{client_address(request)}", None)
+            limit_client(request)
             raise _refuse(
                 request, 401,
                 f"This endpoint needs an API key: send it in the {API_KEY_HEADER} header.",
@@ -163,11 +278,11 @@ def require_role(role: Role) -> Callable[..., Any]:
         else:
             found = keyring.verify(key)
             if found is None:
-                _limit(request, f"client:{client_address(request)}", None)
+                limit_client(request)
                 raise _refuse(request, 403, "The API key is not valid; check it or ask an operator for one.")
             principal = found
         request.state.principal = principal
-        _limit(request, f"key:{principal.key_id}", principal)
+        limit_key(request, principal)
         if ROLE_RANK[principal.role] < ROLE_RANK[role]:
             raise _refuse(
                 request, 403,

@@ -16,7 +16,10 @@ service wait. So on the DuckDB backend the service never queries the pipeline's 
   longer than 10 ms are spaced out so that the service holds the file at most 10 % of the time.
 - The copy is opened read-only and swapped in atomically; reads in flight finish on the copy they started with,
   which is closed and deleted after the last of them. Answers are cached per copy (``cache.*`` settings: at most
-  ``max_size_mb``, ``ttl_minutes`` old, dropped with the copy they were read from).
+  ``max_size_mb``, ``ttl_minutes`` old, dropped with the copy they were read from). ``cache.enable_data_cache: false``
+  turns the cache off; ``cache.enable_prediction_cache: false`` keeps reads of ``predictions`` out of it (every
+  forecast answer is read from the copy). Each read tells the request's ``CacheTally`` (``CACHE_TALLY``, a context
+  variable the service sets per request) whether the cache answered it.
 
 Freshness: an answer reflects every write committed before the request, unless a writer held the file at that
 moment; then it reflects the state before that writer's transaction, and the next read after the writer lets go
@@ -36,6 +39,7 @@ re-check. Production writers are Dagster run processes.
 
 from __future__ import annotations
 
+import contextvars
 import fcntl
 import logging
 import os
@@ -93,6 +97,36 @@ def _to_utc(value: object) -> object:
         stamp = value.tz_localize(NEW_YORK) if value.tz is None else value
         return stamp.tz_convert("UTC").floor("us").to_pydatetime()
     return value
+
+
+@dataclass
+class CacheTally:
+    """How one request's reads were answered: ``hits`` from the answer cache, ``misses`` read from the copy (reads
+    the cache does not keep count as neither)."""
+
+    hits: int = 0
+    misses: int = 0
+
+    @property
+    def outcome(self) -> str | None:
+        """``"hit"`` when the cache answered every cacheable read, ``"miss"`` when one was read from the copy, None
+        when the request made no cacheable read."""
+        if self.misses:
+            return "miss"
+        return "hit" if self.hits else None
+
+
+CACHE_TALLY: contextvars.ContextVar[CacheTally | None] = contextvars.ContextVar("serving_cache_tally", default=None)
+"""The current request's tally (set by the service's recording middleware; None outside a request)."""
+
+
+def _tally(hit: bool) -> None:
+    tally = CACHE_TALLY.get()
+    if tally is not None:
+        if hit:
+            tally.hits += 1
+        else:
+            tally.misses += 1
 
 
 class _Busy(Exception):
@@ -161,6 +195,7 @@ class ReadSnapshot:
         self._cache_bytes = 0
         self._cache_limit_bytes = int(cache.max_size_mb * 1e6) if cache.enable_data_cache else 0
         self._cache_ttl_seconds = cache.ttl_minutes * 60.0
+        self._uncached_tables = frozenset() if cache.enable_prediction_cache else frozenset({"predictions"})
         self.cache_hits = 0
         if self._direct is None:
             self.refresh()
@@ -204,6 +239,8 @@ class ReadSnapshot:
             values = [_to_utc(p) for p in params]
             key = self._cache_key(generation, table, where, values)
             cached = self._cached(key)
+            if key is not None:
+                _tally(cached is not None)
             if cached is not None:
                 return cached
             frame = self._query(generation, TABLES[table], where, values)
@@ -301,7 +338,7 @@ class ReadSnapshot:
     # ---------------------------------------------------------------------------------------------- internals
 
     def _cache_key(self, generation: _Generation, table: str, where: Sequence[str], params: list[object]) -> Any:
-        if not self._cache_limit_bytes or generation.connection is None:
+        if not self._cache_limit_bytes or generation.connection is None or table in self._uncached_tables:
             return None
         key = (generation.number, table, tuple(where), tuple(params))
         try:

@@ -15,12 +15,20 @@ from tests.serving.live import live_server
 READER_ENDPOINTS = [
     ("GET", "/status"), ("GET", "/config"), ("GET", "/predictions"), ("GET", "/predictions/AAPL"),
     ("GET", "/recommendations"), ("GET", "/recommendations/AAPL"), ("GET", "/performance"),
-    ("GET", "/performance/AAPL"), ("GET", "/alerts"),
+    ("GET", "/performance/AAPL"), ("GET", "/alerts"), ("GET", "/dashboard/data"),
 ]
 OPERATOR_ENDPOINTS = [("POST", "/config"), ("POST", "/control/update"), ("POST", "/control/update/AAPL"),
-                      ("GET", "/audit")]
-# POST /control/... with an operator key reaches Dagster; here none runs, so it answers 503 (past auth).
-OPERATOR_OK = {("POST", "/control/update"): 503, ("POST", "/control/update/AAPL"): 503}
+                      ("GET", "/audit"), ("POST", "/alerts/prediction_error:MSFT/ack"),
+                      ("POST", "/alerts/prediction_error:MSFT/resolve")]
+# POST /control/... and the alert actions with an operator key reach Dagster; here none runs: 503 (past auth).
+OPERATOR_OK = {endpoint: 503 for endpoint in OPERATOR_ENDPOINTS if endpoint[0] == "POST" and endpoint[1] != "/config"}
+TEMPLATES = {"AAPL": "{symbol}", "prediction_error:MSFT": "{alert_key}"}
+
+
+def _template(path: str) -> str:
+    for concrete, template in TEMPLATES.items():
+        path = path.replace(concrete, template)
+    return path
 
 
 def _call(client: httpx.Client, method: str, path: str, key: str | None) -> httpx.Response:
@@ -65,9 +73,9 @@ def test_the_openapi_document_names_the_security_schemes_and_each_operations_rol
              if "x-required-role" in op}
     assert roles[("GET", "/health")] == "none"
     for method, path in READER_ENDPOINTS:
-        assert roles[(method, path.replace("AAPL", "{symbol}"))] == "reader"
+        assert roles[(method, _template(path))] == "reader", path
     for method, path in OPERATOR_ENDPOINTS:
-        assert roles[(method, path.replace("AAPL", "{symbol}"))] == "operator"
+        assert roles[(method, _template(path))] == "operator", path
     assert "security" in document["paths"]["/predictions/{symbol}"]["get"]
 
 

@@ -114,3 +114,74 @@ def test_every_request_is_timed_in_the_access_record_that_monitoring_reads(servi
     ]
     assert all(e["duration_ms"] > 0 and e["time"] for e in lines)
     assert [e["key_id"] for e in lines] == ["env-1", "env-1", None]
+
+
+def test_unknown_paths_and_anonymous_posts_are_not_audited_and_a_refusal_flood_is_folded(tmp_path, populated_db):
+    service = make_service(tmp_path, populated_db, api={"rate_limit_per_minute": 5})
+    now = [1000.0]
+    with live_server(service.app(rate_clock=lambda: now[0])) as url, httpx.Client(base_url=url) as client:
+        assert {client.post(f"/no/such/path/{i}").status_code for i in range(20)} == {404}
+        assert {client.post("/logout").status_code for _ in range(5)} == {303}  # changes nothing, names no one
+        assert client.post("/health").status_code == 405  # a route, but not this method
+        codes = [client.get("/alerts", headers={"X-API-Key": WRONG_KEY}).status_code for _ in range(30)]
+        assert codes == [403] * 5 + [429] * 25
+        logins = [client.post("/login", data={"key": WRONG_KEY}).status_code for _ in range(3)]
+        assert logins == [429] * 3  # the same address's budget: guessing through the login form is bounded too
+        now[0] += 61
+        assert client.get("/alerts", headers={"X-API-Key": WRONG_KEY}).status_code == 403
+    with live_server(service.app()) as url:
+        entries = _entries(url)
+    kinds = [(e["method"], e["path"], e["outcome"], e["repeated"]) for e in reversed(entries)]
+    assert kinds == [("GET", "/alerts", 403, None)] * 5 + [
+        ("GET", "/alerts", 429, None),  # the first refusal of the minute; 24 + 3 more folded into it
+        ("GET", "/alerts", 403, None),  # a minute later the address has a budget again
+        ("POST", "/login", 429, 27),  # written at shutdown: the folded count, as the last one folded
+    ]
+    assert all(e["client"] == "127.0.0.1" and e["key_id"] is None for e in entries)
+
+
+def test_reading_survives_a_file_rotated_away_meanwhile_and_returns_the_entries_as_of_the_start(tmp_path):
+    log = AuditLog(tmp_path / "api_audit.jsonl", max_bytes=1000, backups=2)
+    for index in range(30):
+        log.record({"method": "POST", "path": f"/config/{index}", "outcome": 200})
+    expected = [entry["path"] for entry in log.entries()]
+    reading = log.entries()
+    first = next(reading)
+    log.files()[-1].unlink()  # another process's rotation drops the oldest file between two reads
+    assert [first["path"], *(entry["path"] for entry in reading)] == expected
+
+
+def test_malformed_lines_are_skipped_and_counted_not_a_500(service):
+    app = service.app()
+    with live_server(app) as url:
+        assert httpx.get(f"{url}/alerts").status_code == 401
+        with app.state.audit.path.open("ab") as trail:
+            trail.write(b"not json at all\n[1, 2]\n{\"id\": \"x\", \"time\": \"not a time\"}\n{\"torn\": ")
+        assert httpx.get(f"{url}/alerts").status_code == 401
+        answer = httpx.get(f"{url}/audit", headers={"X-API-Key": OPERATOR_KEY})
+    assert answer.status_code == 200
+    assert [(e["path"], e["outcome"]) for e in answer.json()["items"]] == [("/alerts", 401)] * 2
+    assert answer.headers["X-Audit-Malformed-Lines"] == "4"
+
+
+def test_the_access_record_never_waits_on_the_disk_and_loses_nothing_at_shutdown(service, monkeypatch):
+    import threading
+
+    import serving.audit
+
+    disk = threading.Event()
+    real_open = serving.audit.os.open
+
+    def slow_open(path, *args, **kwargs):  # noqa: ANN001, ANN202 - a disk that hangs until the test lets it go
+        if str(path).endswith("api_access.jsonl"):
+            assert disk.wait(30), "the access record was never let through"
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(serving.audit.os, "open", slow_open)
+    with live_server(service.app()) as url, httpx.Client(base_url=url, timeout=5) as client:
+        statuses = [client.get("/predictions/AAPL", headers={"X-API-Key": READER_KEY}).status_code
+                    for _ in range(20)]
+        assert statuses == [200] * 20  # answered while the record's disk hangs
+        disk.set()
+    lines = (service.home / "api_access.jsonl").read_text().splitlines()
+    assert len(lines) == 20 and {json.loads(line)["path"] for line in lines} == {"/predictions/AAPL"}
