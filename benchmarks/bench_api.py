@@ -19,6 +19,10 @@ The server runs in its own process (uvicorn, one worker, as ``lstm-pipeline star
 service costs even when other processes' load inflates the latencies.
 
     python benchmarks/bench_api.py [rate_per_s] [seconds]      # default 200 req/s for 10 s per scenario
+
+After the table it says whether the issue's goals are met by the service as shipped (the ``snapshot`` rows): p99
+under 20 ms at 200 requests/s with no backfill (and no failed request), and no failed request (nor failed write)
+with one. A run at another rate reports the figures but does not judge the first goal.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ FORECAST_SESSIONS = 2
 HORIZON_STEPS = 130
 WRITER_PAUSE_SECONDS = 0.05
 REQUEST_TIMEOUT_SECONDS = 10.0
+GOAL_RATE_PER_S = 200.0
+GOAL_P99_MS = 20.0
 
 
 # ------------------------------------------------------------------------------------------------ the store
@@ -300,6 +306,35 @@ def scenario(base_db: Path, workdir: Path, mode: str, backfill: bool, rate: floa
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def goal_verdict(results: dict[tuple[str, bool], dict], rate: float) -> list[str]:
+    """One line per goal of the issue, MET / NOT MET (or NOT JUDGED) with the figures it was judged on, from the
+    ``snapshot`` scenarios (``results[(mode, backfill)]``)."""
+    lines = []
+    idle = results.get(("snapshot", False))
+    goal = f"p99 < {GOAL_P99_MS:g} ms at {GOAL_RATE_PER_S:g} req/s with no backfill"
+    if idle is None:
+        lines.append(f"goal {goal}: NOT JUDGED (the scenario did not run)")
+    else:
+        figures = f"p99 {idle['p99_ms']:.1f} ms at {rate:g} req/s, {idle['errors']} failed requests"
+        if rate < GOAL_RATE_PER_S:
+            lines.append(f"goal {goal}: NOT JUDGED ({figures}: run it at {GOAL_RATE_PER_S:g} req/s or more)")
+        else:
+            met = idle["p99_ms"] < GOAL_P99_MS and idle["errors"] == 0
+            lines.append(f"goal {goal}: {'MET' if met else 'NOT MET'} ({figures})")
+    busy = results.get(("snapshot", True))
+    goal = "no failed request with a backfill writing"
+    if busy is None:
+        lines.append(f"goal {goal}: NOT JUDGED (the scenario did not run)")
+    else:
+        writer = busy.get("writer") or {}
+        failed_writes = writer.get("failed", 0)
+        met = busy["errors"] == 0 and failed_writes == 0
+        lines.append(f"goal {goal}: {'MET' if met else 'NOT MET'} ({busy['errors']} failed of {busy['sent']} "
+                     f"requests, {failed_writes} failed of {writer.get('writes', 0)} writes, p99 "
+                     f"{busy['p99_ms']:.1f} ms)")
+    return lines
+
+
 def main() -> None:
     rate = float(sys.argv[1]) if len(sys.argv) > 1 else 200.0
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
@@ -318,9 +353,10 @@ def main() -> None:
                   f"{'max ms':>8} {'ok/s':>7} {'cpu ms':>6}   writer (writes, failed, p50/max wait for the file)")
         print(header)
         print("-" * len(header))
+        results: dict[tuple[str, bool], dict] = {}
         for backfill in (False, True):
             for mode in ("snapshot", "naive"):
-                r = scenario(base, workdir, mode, backfill, rate, seconds, windows[-1])
+                r = results[(mode, backfill)] = scenario(base, workdir, mode, backfill, rate, seconds, windows[-1])
                 writer = r.get("writer")
                 side = (f"{writer['writes']} writes, {writer['failed']} failed, {writer['p50_wait_ms']:.0f}/"
                         f"{writer['max_wait_ms']:.0f} ms" if writer else "-")
@@ -328,6 +364,9 @@ def main() -> None:
                       f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['throughput']:>7.1f} "
                       f"{r['server_cpu_ms']:>6.2f}   {side}"
                       + (f"   e.g. {', '.join(r['error_kinds'])}" if r["errors"] else ""), flush=True)
+        print()
+        for line in goal_verdict(results, rate):
+            print(line)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
