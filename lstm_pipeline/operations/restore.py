@@ -155,10 +155,8 @@ def _restore_table(
     """``table``'s rows from the newest backup holding each partition, plus (``keep_unheld``) the current rows of
     partitions no backup holds."""
     columns = holding_columns(table)
-    holders = pd.concat(
-        [held_partitions(backup, table).assign(backup=index) for index, backup in enumerate(loaded)],
-        ignore_index=True,
-    )
+    held = [held_partitions(backup, table).assign(backup=index) for index, backup in enumerate(loaded)]
+    holders = pd.concat([frame for frame in held if len(frame)] or held, ignore_index=True)
     owned = holders.groupby(columns, sort=False)["backup"].max().reset_index()
     parts = [
         backup.tables[table].merge(owned[owned["backup"] == index][columns], on=columns, how="inner")

@@ -2,6 +2,7 @@
 restore job refusing to run beside another run, exports from the launchpad, retention's dry run."""
 
 import datetime as dt
+import json
 
 import pandas as pd
 import pytest
@@ -21,10 +22,11 @@ from lstm_pipeline.assets.backups import backups, backups_restore_verified
 from lstm_pipeline.assets.exports import exports, exports_readable
 from lstm_pipeline.jobs import WORKFLOW_CHAIN
 from lstm_pipeline.market.calendar import window_key
-from lstm_pipeline.operations.backups import list_backups, load_backup
+from lstm_pipeline.operations.backups import create_backup, list_backups, load_backup, verify_backup
 from lstm_pipeline.operations_jobs import restore_job, retention_job
 from lstm_pipeline.partitions import market_bars_key, market_bars_partitions, register_session_windows
 from lstm_pipeline.resources.storage import PipelineStore
+from lstm_pipeline.settings import get_settings
 from lstm_pipeline.storage import database_at
 from tests.helpers import range_tags
 from tests.operations.synthetic import chain_rows, write_chain
@@ -224,3 +226,33 @@ def test_the_export_schedule_exports_the_days_session(instance, env_settings, ch
     assert "not an NYSE trading day" in schedule(
         build_schedule_context(instance=instance, scheduled_execution_time=holiday)
     ).skip_message
+
+
+def test_retention_marks_pruned_partitions_with_one_observation_per_asset(
+    instance, env_settings, chain, monkeypatch, tmp_path
+):
+    config = tmp_path / "retention_config.json"
+    config.write_text(json.dumps({"symbols": SYMBOLS, "retention": {"raw_bars_days": 7, "predictions_days": 7}}))
+    monkeypatch.setenv("LSTM_PIPELINE_CONFIG", str(config))
+    get_settings.cache_clear()
+    settings = get_settings()
+    assert verify_backup(settings, create_backup(settings).backup_id).ok
+    store = PipelineStore.for_path(env_settings.db_path)
+
+    result = retention_job.execute_in_process(instance=instance, resources={"store": store})
+
+    assert result.success
+    observations = result.asset_observations_for_node("apply_store_retention")
+    by_asset = {observation.asset_key.to_user_string(): observation for observation in observations}
+    # Six symbol-windows pruned from three assets: three events, not one per partition.
+    assert sorted(by_asset) == ["market_bars", "predictions", "trade_recommendations"]
+    bars = by_asset["market_bars"].metadata
+    assert bars["pruned_partitions"].value == len(SYMBOLS) * len(chain) and bars["pruned_rows"].value == 6
+    end = (chain[-1] + pd.Timedelta(minutes=15)).isoformat()
+    assert bars["pruned_windows"].value == {symbol: [[chain[0].isoformat(), end]] for symbol in SYMBOLS}
+    assert by_asset["predictions"].metadata["pruned_rows"].value == 6 * 4
+    records = instance.fetch_observations(AssetKey("market_bars"), limit=10).records
+    assert len(records) == 1 and "no data in the store" in records[0].asset_observation.description
+    # Nothing more to delete: no further marks.
+    again = retention_job.execute_in_process(instance=instance, resources={"store": store})
+    assert again.asset_observations_for_node("apply_store_retention") == []
