@@ -1,4 +1,5 @@
-"""Jobs of the operations (issue #10): backup, export, restore and retention, launched from the UI or a schedule.
+"""Jobs of the operations (issue #10): backup, export, restore and retention, launched from the UI or a schedule;
+and alert actions (acknowledge or resolve), which the REST service launches because it never writes the store.
 
 The op jobs are thin: they build the settings of the run's store and call ``lstm_pipeline.operations``. A restore
 refuses to replace the store while another run of this instance is in progress (or any process holds the DuckDB
@@ -27,6 +28,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from lstm_pipeline.operations.alert_channels import AlertNotFoundError, acknowledge_alerts, resolve_alerts
 from lstm_pipeline.operations.errors import OperationError
 from lstm_pipeline.operations.restore import restore
 from lstm_pipeline.operations.retention import RetentionPlan, apply_retention, plan_retention, pruned_by_asset
@@ -159,3 +161,35 @@ def pruned_observations(plan: RetentionPlan) -> list[AssetObservation]:
 @job(name="retention", description="Applies the retention settings (or, with dry_run, lists what would go).")
 def retention_job() -> None:
     apply_store_retention()
+
+
+ALERT_ACTIONS = {"acknowledge": acknowledge_alerts, "resolve": resolve_alerts}
+
+
+class AlertActionConfig(Config):
+    """Launchpad settings of an alert action (the REST service's POST /alerts/{alert_key}/ack and /resolve)."""
+
+    alert_key: str = Field(description="The alert's key, e.g. prediction_error:AAPL.")
+    action: str = Field(description="acknowledge or resolve.")
+    by: str = Field(description="Who asks (the REST service passes api:<key id>).")
+
+
+@op(description="Acknowledges or resolves every open alert with the configured key, as `lstm-pipeline alerts ack` "
+    "and `resolve` do.")
+def apply_alert_action(context: OpExecutionContext, config: AlertActionConfig, store: PipelineStore) -> None:
+    action = ALERT_ACTIONS.get(config.action)
+    if action is None:
+        raise Failure(description=f"Action {config.action!r} is not an alert action; use acknowledge or resolve.",
+                      allow_retries=False)
+    try:
+        rows = action(store, config.alert_key, config.by)
+    except AlertNotFoundError as error:
+        raise Failure(description=str(error), allow_retries=False) from None
+    context.log.info(f"{config.action.capitalize()}d {len(rows)} open alert(s) with key {config.alert_key} for "
+                     f"{config.by}.")
+
+
+@job(name="alert_actions", description="Acknowledges or resolves the open alerts with one key (launched by the REST "
+     "service, which never writes the store itself).")
+def alert_actions_job() -> None:
+    apply_alert_action()
