@@ -7,7 +7,7 @@ compares row counts and checksums; a tampered or truncated file fails authentica
 Nightly, Dagster's own lineage picks the partitions: the automation condition below requests, at the first
 evaluation after ``backups.nightly_cron``, every partition never backed up (missing) and every partition one of whose
 upstream partitions was materialized again since its last backup (stale). A full backup is a backfill of every
-partition (or ``lstm-pipeline backup --full``, which also holds the tables without symbol-windows).
+partition, or ``lstm-pipeline backup`` (always full), which also holds the tables without symbol-windows.
 """
 
 from pathlib import Path

@@ -2,7 +2,8 @@
 
 Importing this package stays cheap (Typer and rich only; no pandas, TensorFlow or Dagster until a command needs
 them). ``main`` is the console entry point: it runs the Typer app and turns every error a user can cause into one
-sentence on standard error with a non-zero exit code (see ``lstm_pipeline.cli.errors``).
+sentence on standard error with a non-zero exit code (see ``lstm_pipeline.cli.app.run`` and, for the codes,
+``lstm_pipeline.cli.output``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Read commands (``status``, ``predictions``, ``recommendations``, ``config``, ``p
 store read-only through the storage layer; ``update`` goes through the running Dagster webserver; ``start`` runs
 the UI and the REST service together (``serving.supervisor.run_stack``); ``backup``, ``restore``, ``export`` and
 ``retention`` call ``lstm_pipeline.operations``; ``backtest`` is ``python -m lstm_pipeline.backtest``; ``keys add``
-mints an API key (``serving.keys``).
+mints an API key (``serving.keys``). ``restore`` (of the store or of a model) first asks this project's Dagster
+instance (``DAGSTER_HOME``) whether a run is in progress, and refuses while one is.
 """
 
 from __future__ import annotations
@@ -412,13 +413,43 @@ def _parse_time(text: str | None, name: str) -> Any:
     return stamp.tz_localize("America/New_York") if stamp.tz is None else stamp
 
 
+def _runs_in_progress() -> str | None:
+    """Runs of this project's Dagster instance (``DAGSTER_HOME``) that have started and not finished, as a phrase;
+    None when there are none or there is no instance."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home or not os.path.isdir(home):
+        return None
+    import logging
+
+    from dagster import DagsterInstance
+
+    from lstm_pipeline.operations_jobs import active_runs
+
+    dagster_logger = logging.getLogger("dagster")
+    level = dagster_logger.level
+    dagster_logger.setLevel(logging.ERROR)  # its notes (e.g. "no dagster.yaml, using defaults") are not for stderr
+    try:
+        with DagsterInstance.from_config(home) as instance:
+            return active_runs(instance)
+    except Exception as error:  # noqa: BLE001 - any storage failure: the answer is unknown, so refuse
+        raise CliError(
+            f"The Dagster instance in {home} (DAGSTER_HOME) cannot say whether a run is in progress "
+            f"({_one_sentence(error).rstrip('.')}), so nothing is replaced; fix that instance and restore again.",
+            FAILED,
+        ) from None
+    finally:
+        dagster_logger.setLevel(level)
+
+
 @app.command()
 def backup(
     verify: Annotated[bool, typer.Option(help="Restore the new backup into a scratch store and compare.")] = True,
+    models: Annotated[bool, typer.Option(help="Also save each model version (models/<SYMBOL>/) not saved yet.")] = True,
     list_only: Annotated[bool, typer.Option("--list", help="List the backups instead of making one.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Back up the whole store (encrypted), then verify the backup by restoring it into a scratch store."""
+    """Back up the whole store (a full backup: every partition and the tables without one), encrypted; verify it by
+    restoring it into a scratch store; and save each model version not saved yet."""
     from lstm_pipeline.operations import backups
 
     settings = STATE.settings
@@ -434,6 +465,7 @@ def backup(
         return
     result = _ops_call(backups.create_backup, settings)
     document = _as_dict(result)
+    document["models_saved"] = _ops_call(backups.backup_models, settings) if models else []
     problems: list[str] = []
     if verify:
         verified = _ops_call(backups.verify_backup, settings, result.backup_id)
@@ -455,24 +487,55 @@ def restore(
     as_of: Annotated[str | None, typer.Option(help="Point in time: the newest backup of each partition at or before "
                                               "it.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Build and verify the restored store, but do not swap it in.")] = False,
+    model: Annotated[str | None, typer.Option(help="Restore a saved model instead: SYMBOL or SYMBOL@VERSION (default: "
+                                              "the newest saved version).")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Restore the store (or one table, or its state at a time) from backups, built and verified aside, then swapped
-    in."""
+    in; or put a saved model version back. Refused while a run of this project's Dagster instance is in progress."""
+    if model is not None:
+        if table is not None or as_of is not None or dry_run:
+            raise CliError("--model restores a model folder on its own; give it without --table, --as-of and "
+                           "--dry-run.")
+        _restore_model(model, json_output)
+        return
     from lstm_pipeline.operations import restore as restoring
 
     result = _ops_call(restoring.restore, STATE.settings, table=table, as_of=_parse_time(as_of, "--as-of"),
-                       dry_run=dry_run)
-    document = _as_dict(result)
+                       dry_run=dry_run, busy=_runs_in_progress)
+    document = {**_as_dict(result), "warnings": result.warnings()}
+    if json_output:
+        emit_json(document)
+        return
+    print_mapping({key: value for key, value in document.items() if key != "warnings"},
+                  "Restore" + (" (dry run)" if dry_run else ""))
+    for line in document["warnings"]:
+        console().print(f"[bold]Note:[/bold] {line}")
+
+
+def _restore_model(model: str, json_output: bool) -> None:
+    from lstm_pipeline.operations import backups
+
+    symbol, _, version = model.partition("@")
+    symbol = symbol.strip().upper()
+    settings = STATE.settings
+    version = version.strip() or (backups.list_model_backups(settings).get(symbol) or [None])[-1]
+    reason = _runs_in_progress()
+    if reason:
+        raise CliError(f"The model of {symbol} is not replaced while a run may be using it ({reason}); wait for the "
+                       "run to finish (or stop it) and restore again.", FAILED)
+    path = _ops_call(backups.restore_model, settings, symbol, version)
+    document = {"symbol": symbol, "version": version, "path": str(path)}
     if json_output:
         emit_json(document)
     else:
-        print_mapping(document, "Restore" + (" (dry run)" if dry_run else ""))
+        console().print(f"Restored model {symbol} version {version} to {path}.")
 
 
 @app.command("export")
 def export_data(
-    fmt: Annotated[str, typer.Option("--format", help="csv, json, excel or parquet.")] = "csv",
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, json, excel or parquet (default: "
+                                            "exports.default_format).")] = None,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols (default: all).")] = None,
     start_time: Annotated[str | None, typer.Option("--start", help="First window (a date or time).")] = None,
     end_time: Annotated[str | None, typer.Option("--end", help="Last window (a date or time).")] = None,
@@ -504,7 +567,7 @@ def retention(
     plan = _ops_call(pruning.plan_retention, settings)
     if not dry_run:
         plan = _ops_call(pruning.apply_retention, settings, plan)
-    document = {"dry_run": dry_run, **_as_dict(plan)}
+    document = {"dry_run": dry_run, **plan.as_json()}
     if json_output:
         emit_json(document)
         return

@@ -69,6 +69,9 @@ PARTITIONS = "partitions"
 PRUNED = "pruned"
 MODELS_FOLDER = "models"
 _BACKUP_ID = re.compile(r"^\d{8}T\d{12}Z(-\d+)?$")
+_VERSION = r"(?!\.)[A-Za-z0-9_.\-]{1,128}"
+"""A model version as a file name: no path separator, not hidden."""
+_SYMBOL = r"[A-Z0-9][A-Z0-9.\-]{0,15}"
 
 
 @dataclass(frozen=True)
@@ -544,7 +547,7 @@ def backup_models(settings: Settings) -> list[str]:
             version = str(json.loads(config.read_text()).get("version") or "")
         except (OSError, ValueError, AttributeError):
             version = ""
-        if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", version):
+        if not re.fullmatch(_VERSION, version):
             version = "content-" + _sha256(b"".join(item.read_bytes() for item in files))[:16]
         target_dir = Path(settings.backups.dir) / MODELS_FOLDER / folder.name
         name = f"{version}.tar.enc" if key is not None else f"{version}.tar"
@@ -581,6 +584,11 @@ def list_model_backups(settings: Settings) -> dict[str, list[str]]:
 def restore_model(settings: Settings, symbol: str, version: str | None = None) -> Path:
     """Put a saved model version (None: the newest saved) back as ``models/<SYMBOL>/``; the folder it replaces is
     kept beside it as ``.<SYMBOL>.before-restore-<time>``."""
+    if not re.fullmatch(_SYMBOL, symbol) or not (version is None or re.fullmatch(_VERSION, version)):
+        raise OperationError(
+            f"{symbol}@{version} does not name a saved model; give SYMBOL or SYMBOL@VERSION as listed in "
+            f"{Path(settings.backups.dir) / MODELS_FOLDER}."
+        )
     folder = Path(settings.backups.dir) / MODELS_FOLDER / symbol
     if version is None:
         saved = list_model_backups(settings).get(symbol)

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from lstm_pipeline.operations.crypto import generate_key
@@ -90,3 +91,90 @@ def test_update_without_a_webserver_says_so_with_code_3(populated):
     assert line.startswith("Dagster's webserver at http://127.0.0.1:9 is not reachable")
     bad_window = run_cli(populated, "update", "AAPL", "--window", "yesterday")
     assert bad_window.returncode == 2 and "Window 'yesterday' is not a window key" in bad_window.stderr
+
+
+def _configure(populated, **sections) -> None:
+    config = json.loads(populated["config"].read_text())
+    config.update(sections)
+    populated["config"].write_text(json.dumps(config))
+
+
+def test_retention_really_deletes_and_prints_json(keyed):
+    assert _json(run_cli(keyed, "backup", "--json"))["verified"] is True
+    _configure(keyed, retention={"predictions_days": 1})
+
+    deleted = run_cli(keyed, "retention")
+
+    assert deleted.returncode == 0, deleted.stderr
+    assert "predictions: deleted 40 row(s) in 4 symbol-window(s)" in deleted.stdout
+    assert database_at(keyed["db_path"]).read_rows("predictions").empty
+    _configure(keyed, retention={"predictions_days": 1, "raw_bars_days": 1})
+    document = _json(run_cli(keyed, "retention", "--json"))
+    assert document["dry_run"] is False and document["applied"] is True
+    assert document["rows_by_table"] == {"market_bars": 52, "predictions": 0, "trade_recommendations": 0}
+    assert document["partitions_by_table"]["market_bars"] == 52 and document["kept_without_verified_backup"] == {}
+    assert database_at(keyed["db_path"]).read_rows("market_bars").empty
+
+
+def test_restore_is_refused_while_a_run_of_the_instance_is_in_progress(keyed):
+    from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+
+    _json(run_cli(keyed, "backup", "--json"))
+    home = keyed["tmp_path"] / "dagster_home"
+    home.mkdir(exist_ok=True)
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.add_run(DagsterRun(job_name="market_bars_update", run_id="busy-run", status=DagsterRunStatus.STARTED))
+    before = keyed["db_path"].read_bytes()
+
+    refused = run_cli(keyed, "restore")
+
+    assert refused.returncode != 0 and refused.stdout == ""
+    (line,) = refused.stderr.strip().splitlines()
+    assert "run busy-run of market_bars_update is in progress" in line and line.endswith("restore again.")
+    assert keyed["db_path"].read_bytes() == before and not list(keyed["db_path"].parent.glob("*.before-restore-*"))
+    model = run_cli(keyed, "restore", "--model", "AAPL")
+    assert model.returncode != 0 and "busy-run" in model.stderr
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.delete_run("busy-run")
+    # A window's bars written after the backup: no backup holds them, so the restore keeps them and says so.
+    db = database_at(keyed["db_path"])
+    late = db.read_rows("market_bars").iloc[[-1]].assign(window_start=lambda f: f["window_start"] + pd.Timedelta(
+        days=1))
+    db.replace_tables({"market_bars": (late[["symbol", "window_start"]], late)})
+    restored = run_cli(keyed, "restore")
+    assert restored.returncode == 0, restored.stderr
+    assert "Note: Kept 1 row(s) from the current store whose partitions no backup holds (market_bars 1)" in (
+        " ".join(restored.stdout.split()))
+    assert len(db.read_rows("market_bars")) == 53
+
+
+def test_export_uses_the_configured_default_format(populated):
+    _configure(populated, exports={"dir": str(populated["tmp_path"] / "exports"), "default_format": "parquet"})
+    document = _json(run_cli(populated, "export", "--json"))
+    assert document["fmt"] == "parquet"
+    assert all(str(path).endswith(".parquet") for path in document["files"].values())
+
+
+def test_backup_saves_model_versions_and_restore_puts_one_back(keyed):
+    models = keyed["tmp_path"] / "models"
+    _configure(keyed, models_dir=str(models))
+    folder = models / "AAPL"
+    folder.mkdir(parents=True)
+    (folder / "model_config.json").write_text(json.dumps({"version": "v1"}))
+    (folder / "model.keras").write_bytes(b"first weights")
+    assert _json(run_cli(keyed, "backup", "--json"))["models_saved"] == ["AAPL/v1"]
+    (folder / "model_config.json").write_text(json.dumps({"version": "v2"}))
+    (folder / "model.keras").write_bytes(b"retrained weights")
+    assert _json(run_cli(keyed, "backup", "--json"))["models_saved"] == ["AAPL/v2"]
+
+    restored = _json(run_cli(keyed, "restore", "--model", "AAPL@v1", "--json"))
+
+    assert restored == {"symbol": "AAPL", "version": "v1", "path": str(folder)}
+    assert (folder / "model.keras").read_bytes() == b"first weights"
+    assert _json(run_cli(keyed, "restore", "--model", "aapl", "--json"))["version"] == "v2"  # newest saved
+    assert (folder / "model.keras").read_bytes() == b"retrained weights"
+    missing = run_cli(keyed, "restore", "--model", "MSFT")
+    assert missing.returncode == 2 and missing.stderr.startswith("No model of MSFT has been saved")
+    mixed = run_cli(keyed, "restore", "--model", "AAPL", "--table", "alerts")
+    assert mixed.returncode == 2 and "--model restores a model folder on its own" in mixed.stderr

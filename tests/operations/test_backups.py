@@ -137,6 +137,9 @@ def test_model_folders_are_saved_once_per_version(settings, tmp_path):
     assert json.loads((folder / "model_config.json").read_text()) == {"version": "abc123"}
     with pytest.raises(OperationError, match="no saved model AAPL/zzz"):
         restore_model(settings, "AAPL", "zzz")
+    for symbol, version in (("AAPL", "../../abc123"), ("../AAPL", "abc123")):
+        with pytest.raises(OperationError, match="does not name a saved model"):
+            restore_model(settings, symbol, version)
 
 
 def test_backups_read_through_the_storage_layer_only(settings, populated, day_windows):
