@@ -101,6 +101,8 @@ def restore_store(context: OpExecutionContext, config: RestoreConfig, store: Pip
         f"{'Verified (dry run)' if result.dry_run else 'Restored'} {result.tables_restored} from backups "
         f"{result.backups_used}: rows {result.row_counts}; previous file {result.previous_path}."
     )
+    for line in result.warnings():
+        context.log.warning(line)
 
 
 @job(name="restore", description="Restores the whole store, one table, or its state at a point in time from the "

@@ -256,3 +256,17 @@ def test_retention_marks_pruned_partitions_with_one_observation_per_asset(
     # Nothing more to delete: no further marks.
     again = retention_job.execute_in_process(instance=instance, resources={"store": store})
     assert again.asset_observations_for_node("apply_store_retention") == []
+
+
+def test_restore_job_says_what_no_backup_held(instance, env_settings, chain):
+    keys = [window_key(window) for window in chain]
+    register_session_windows(instance, keys)
+    store = PipelineStore.for_path(env_settings.db_path)
+    assert _run_backups(instance, store, [f"AAPL|{key}" for key in keys]).success  # MSFT's windows: no backup
+
+    result = restore_job.execute_in_process(instance=instance, resources={"store": store})
+
+    assert result.success
+    warnings = [event.user_message for event in instance.all_logs(result.run_id) if event.level == 30]
+    assert any(message.startswith("Kept ") and "(market_bars 3," in message for message in warnings)
+    assert len(database_at(env_settings.db_path).read_rows("market_bars")) == len(SYMBOLS) * len(chain)
