@@ -397,6 +397,29 @@ def test_rejected_bars_are_not_read_until_their_partition_is_replaced(storage_ba
     assert len(database.read_bars("AAPL")) == 4 and database.read_rejected_bars().empty
 
 
+def test_writing_a_pruned_partition_again_clears_its_pruned_marker_and_a_deletion_does_not(storage_backend):
+    database = storage_backend
+    bars = _bars("AAPL", "2025-07-07 09:30", 3)
+    windows = list(bars["window_start"])
+    database.replace_bars(bars, [("AAPL", window) for window in windows])
+    # Retention's way: delete two partitions' rows and record them as pruned, in one transaction.
+    pruned = pd.DataFrame({"table_name": "market_bars", "symbol": "AAPL", "window_start": windows[:2],
+                           "rows_deleted": 1, "backup_id": "b1", "pruned_at": pd.Timestamp("2025-08-01", tz="UTC")})
+    database.replace_tables({
+        "market_bars": (pd.DataFrame({"symbol": "AAPL", "window_start": windows[:2]}), bars.iloc[0:0]),
+        "pruned_partitions": (pruned[["table_name", "symbol", "window_start"]], pruned),
+    })
+    marked = database.read_rows("pruned_partitions")
+    assert list(marked["window_start"]) == windows[:2]
+
+    # Deleting a pruned partition again (nothing written) keeps its marker; writing rows to one clears it.
+    database.replace_bars(bars.iloc[0:0], [("AAPL", windows[0])])
+    assert len(database.read_rows("pruned_partitions")) == 2
+    database.replace_bars(bars.iloc[[1]], [("AAPL", windows[1])])
+    assert list(database.read_rows("pruned_partitions")["window_start"]) == [windows[0]]
+    assert list(database.read_bars("AAPL")["window_start"]) == windows[1:]
+
+
 def test_staged_bars_are_read_only_once_their_checks_promote_them(storage_backend):
     database = storage_backend
     bars = _bars("AAPL", "2025-07-07 09:30", 3)

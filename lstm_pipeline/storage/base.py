@@ -1,6 +1,6 @@
 """What every storage backend offers, written once on top of three primitives each backend implements.
 
-A backend (``PipelineDatabase`` on DuckDB, ``PostgresDatabase`` on PostgreSQL) implements ``replace`` (delete the
+A backend (``PipelineDatabase`` on DuckDB, ``PostgresDatabase`` on PostgreSQL) implements ``_replace`` (delete the
 given partitions' rows and insert the new ones, for one or more tables, in one transaction), ``read`` (rows of a
 registered table, timestamps in New York, an empty typed frame when nothing is stored) and ``_mark_checked``
 (promote staged bars and flag rejected ones in one transaction). Everything the pipeline calls (bars, forecasts,
@@ -18,7 +18,7 @@ import pandas as pd
 from lstm_pipeline.market.bars import BAR_COLUMNS, conform_bars, empty_bars
 from lstm_pipeline.market.calendar import NEW_YORK
 from lstm_pipeline.storage.rows import Replacement
-from lstm_pipeline.storage.tables import ALERTS, MARKET_BARS, PREDICTIONS, TABLES, Table
+from lstm_pipeline.storage.tables import ALERTS, MARKET_BARS, PREDICTIONS, PRUNED_PARTITIONS, TABLES, Table
 
 AWAITING_CHECKS = "awaiting_checks"
 """``rejected_check`` of a bar written by ``market_bars`` whose blocking checks have not passed yet: staged, not
@@ -62,11 +62,42 @@ def rejection_flags(rejections: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _window_column(table: Table) -> str | None:
+    """The window column of a symbol-window partitioned table (``window_start``, ``as_of_window``, ...), else None."""
+    if "symbol" not in table.partition or table is PRUNED_PARTITIONS:
+        return None
+    last = table.partition[-1]
+    return last if last != "symbol" and table.column(last).sql_type == "TIMESTAMPTZ" else None
+
+
+def with_pruned_markers_cleared(replacements: Sequence[Replacement]) -> tuple[Replacement, ...]:
+    """``replacements`` plus, in the same transaction, the removal of the ``pruned_partitions`` markers of every
+    symbol-window that a replacement writes rows to again: a partition re-materialized after retention pruned it holds
+    data, so readers must no longer call it pruned. Replacements that only delete (retention itself) clear nothing."""
+    cleared = []
+    for replacement in replacements:
+        column = _window_column(replacement.table)
+        if column is None or replacement.rows.empty or column not in replacement.rows.columns:
+            continue
+        written = replacement.rows[["symbol", column]].drop_duplicates().rename(columns={column: "window_start"})
+        cleared.append(written.assign(table_name=replacement.table.name)[["table_name", "symbol", "window_start"]])
+    if not cleared:
+        return tuple(replacements)
+    keys = pd.concat(cleared, ignore_index=True)
+    return (*replacements, Replacement(PRUNED_PARTITIONS, keys, keys.iloc[0:0].reindex(
+        columns=[column.name for column in PRUNED_PARTITIONS.columns])))
+
+
 class PipelineTables:
     """The storage API shared by every backend (see the module docstring for what a backend implements)."""
 
     def replace(self, *replacements: Replacement) -> None:
-        """Replace partitions of one or more tables in one transaction."""
+        """Replace partitions of one or more tables in one transaction (and clear the pruned markers of the
+        partitions written again: ``with_pruned_markers_cleared``)."""
+        self._replace(*with_pruned_markers_cleared(replacements))
+
+    def _replace(self, *replacements: Replacement) -> None:
+        """The backend's primitive: delete the given partitions' rows and insert the new ones, in one transaction."""
         raise NotImplementedError
 
     def read(self, table: Table, where: Sequence[str] = (), params: Sequence[object] = ()) -> pd.DataFrame:

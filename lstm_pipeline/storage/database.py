@@ -79,7 +79,7 @@ class PipelineDatabase(PipelineTables):
             check_not_newer(stored_version(conn), self.path)
             yield conn
 
-    def replace(self, *replacements: Replacement) -> None:
+    def _replace(self, *replacements: Replacement) -> None:
         """Replace partitions of one or more tables in one transaction."""
         with self.writing() as conn:
             replace_partitions(conn, replacements)

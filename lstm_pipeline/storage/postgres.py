@@ -224,7 +224,7 @@ class PostgresDatabase(PipelineTables):
 
     # ---------------------------------------------------------------------------------------------- primitives
 
-    def replace(self, *replacements: Replacement) -> None:
+    def _replace(self, *replacements: Replacement) -> None:
         """Replace partitions of one or more tables in one transaction."""
         for replacement in replacements:
             check_columns(replacement.table, replacement.keys, "partition keys")
@@ -244,7 +244,10 @@ class PostgresDatabase(PipelineTables):
                 if len(rows):
                     _copy_rows(conn, table.name, rows, table)
 
-        self._write(", ".join(dict.fromkeys(r.table.name for r in replacements)), work)
+        names = list(dict.fromkeys(r.table.name for r in replacements))
+        # The pruned markers a write clears ride along with the tables it writes: name those.
+        shown = [name for name in names if name != "pruned_partitions"] or names
+        self._write(", ".join(shown), work)
 
     def read(self, table: Table, where: Sequence[str] = (), params: Sequence[object] = ()) -> pd.DataFrame:
         """Rows of ``table`` matching ``where`` (``?`` placeholders), ordered by its key; an empty typed frame when
