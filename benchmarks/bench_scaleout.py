@@ -4,7 +4,7 @@ Three instances, each fresh for every workload:
 - ``sqlite``: the embedded default (``DagsterInstance.local_temp``: SQLite run, event-log and schedule storage, as
   ``dagster dev`` keeps it under ``dagster_home/``), Dagster's defaults;
 - ``postgres``: the Postgres profile's server (``deploy/postgres/local-postgres.sh start`` on a free port in a
-  temporary folder: PostgreSQL 15 with its default durability settings), a fresh database each, Dagster's defaults
+  temporary folder: Debian's PostgreSQL with its default durability settings), a fresh database each, Dagster's defaults
   (every event its own INSERT);
 - ``postgres+batching``: the same, with the profile's ``DAGSTER_EVENT_BATCH_SIZE=1000`` and
   ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1`` (what ``dagster.env`` exports).
