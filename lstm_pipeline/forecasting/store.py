@@ -17,17 +17,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from lstm_pipeline.forecasting.config import ConfigProblem, ModelConfig, content_hash
 from lstm_pipeline.forecasting.scaler import FeatureScaler, ScalerError, load_pickled_scaler
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     import keras
@@ -314,6 +317,33 @@ def _check_version(folder: Path, symbol: str, config: ModelConfig, version: str,
             f"{config.version})",
             _retrain(symbol) + acknowledge,
         )
+
+
+SWAP_SETTLE_SECONDS = 5.0
+"""How long a reader waits for a save in progress (``save_model`` swaps the new folder in with two renames: between
+them the symbol has no folder, and a reader that started before the first may read files of both versions)."""
+
+
+def swap_in_progress(models_dir: Path | str, symbol: str) -> bool:
+    """Whether ``save_model`` is replacing the symbol's folder right now (its staging or retired folder exists)."""
+    folder = Path(models_dir)
+    return any(folder.glob(f".{symbol}.saving-*")) or any(folder.glob(f".{symbol}.replaced-*"))
+
+
+def settled(read: Callable[[], _T], models_dir: Path | str, symbol: str,
+            sleep: Callable[[float], None] = time.sleep, settle_seconds: float = SWAP_SETTLE_SECONDS) -> _T:
+    """``read()`` of a model folder, tried again while a save is swapping the folder in: a model store shared by
+    several workers (a shared folder) never fails a load because another worker saved a new version at that
+    moment. Any other failure is raised at once."""
+    waited = 0.0
+    while True:
+        try:
+            return read()
+        except ModelLoadError:
+            if waited >= settle_seconds or not swap_in_progress(models_dir, symbol):
+                raise
+        sleep(0.05)
+        waited += 0.05
 
 
 def load_model(folder: Path | str, symbol: str | None = None) -> LoadedModel:

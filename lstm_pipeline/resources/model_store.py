@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from lstm_pipeline.forecasting.store import ModelLoadError, content_version, model_folder, model_version
+from lstm_pipeline.forecasting.store import ModelLoadError, content_version, model_folder, model_version, settled
 
 if TYPE_CHECKING:
     from lstm_pipeline.forecasting.store import LoadedModel
@@ -80,7 +80,7 @@ class LocalModelStore(ModelStore):
         return str(model_folder(self.models_dir, symbol))
 
     def version(self, symbol: str) -> str:
-        return model_version(model_folder(self.models_dir, symbol), symbol)
+        return settled(lambda: model_version(model_folder(self.models_dir, symbol), symbol), self.models_dir, symbol)
 
     def recorded_config(self, symbol: str) -> dict:
         from lstm_pipeline.forecasting.store import read_config_record
@@ -91,13 +91,16 @@ class LocalModelStore(ModelStore):
         from lstm_pipeline.forecasting.store import load_model
 
         folder = model_folder(self.models_dir, symbol)
-        # Keyed on the files' hash; load_model refuses a folder whose config does not record that hash.
-        key = (str(Path(folder).resolve()), content_version(folder, symbol))
-        with _CACHE_LOCK:
-            cached = _CACHE.get(key)
-        if cached is not None:
-            return cached
-        model = load_model(folder, symbol)
+
+        def read() -> tuple[tuple[str, str], LoadedModel]:
+            # Keyed on the files' hash; load_model refuses a folder whose config does not record that hash.
+            key = (str(Path(folder).resolve()), content_version(folder, symbol))
+            with _CACHE_LOCK:
+                cached = _CACHE.get(key)
+            return key, cached if cached is not None else load_model(folder, symbol)
+
+        # A save by another worker sharing the folder may be swapping it in right now: wait for it to settle.
+        key, model = settled(read, self.models_dir, symbol)
         with _CACHE_LOCK:
             for stale in [entry for entry in _CACHE if entry[0] == key[0]]:
                 del _CACHE[stale]  # an older version of the same folder

@@ -3,6 +3,7 @@ broken folder gives one clear sentence naming the symbol, the file, the problem 
 
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -206,3 +207,22 @@ def test_a_failed_save_leaves_the_previous_model(tmp_path, bars, saved, monkeypa
     assert {path.name: path.read_bytes() for path in saved.folder.iterdir()} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["AAPL"]  # no half-written staging folder
     assert load_model(saved.folder).version == saved.version
+
+
+def test_a_load_during_another_workers_save_waits_for_the_swap_instead_of_failing(tmp_path, saved):
+    from lstm_pipeline.resources.model_store import LocalModelStore
+
+    # save_model's two renames, caught in between: the symbol has no folder, the retired one sits beside it.
+    retired = tmp_path / ".AAPL.replaced-0000"
+    saved.folder.rename(retired)
+    putting_back = threading.Timer(0.3, lambda: retired.rename(saved.folder))
+    putting_back.start()
+    try:
+        assert LocalModelStore(models_dir=str(tmp_path)).load("AAPL").version == saved.version
+    finally:
+        putting_back.join()
+
+    # No save in progress: a missing model fails at once, in one sentence.
+    saved.folder.rename(tmp_path / "elsewhere")
+    with pytest.raises(ModelLoadError):
+        LocalModelStore(models_dir=str(tmp_path)).load("AAPL")
