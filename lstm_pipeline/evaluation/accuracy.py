@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, WINDOW, session_windows
 
 SPAN_WINDOWS: dict[str, int] = {"day": 26, "week": 130, "month": 546}
@@ -291,10 +292,7 @@ def confidence_separates(table: pd.DataFrame) -> bool | None:
 def _new_york(stamps: pd.Series | pd.Index) -> pd.Series:
     """The stamps in New York time (naive ones are New York); a Series keeps its index, so assigning the result
     back to a filtered frame aligns row by row."""
-    values = pd.to_datetime(stamps if isinstance(stamps, pd.Series) else pd.Series(stamps))
-    if values.dt.tz is None:
-        return values.dt.tz_localize(NEW_YORK)
-    return values.dt.tz_convert(NEW_YORK)
+    return as_new_york(stamps if isinstance(stamps, pd.Series) else pd.Series(stamps))
 
 
 def _as_of_frame(as_of_windows: pd.DataFrame) -> pd.DataFrame:
@@ -488,7 +486,7 @@ def _range_sums(
     if n_rows == 0:
         return np.zeros((n_queries, values.shape[1] if values.ndim == 2 else 0))
     both = [np.concatenate([g, q]) for g, q in zip(group, query_group, strict=True)]
-    codes = pd.MultiIndex.from_arrays(both).factorize()[0] if len(both) > 1 else pd.factorize(both[0])[0]
+    codes = _tuple_codes(both)
     row_code, query_code = codes[:n_rows].astype(np.int64), codes[n_rows:].astype(np.int64)
     stride = int(max(position.max(), query_hi.max() if n_queries else 0)) + 2
     line = row_code * stride + position
@@ -501,6 +499,19 @@ def _range_sums(
         return cumulative[np.searchsorted(line, query_code * stride + clipped, side="right")]
 
     return at(query_hi) - at(query_lo)
+
+
+def _tuple_codes(keys: list[np.ndarray]) -> np.ndarray:
+    """One code per distinct tuple of ``keys`` (parallel arrays), numbered in order of first appearance as
+    ``pd.MultiIndex.from_arrays(keys).factorize()`` numbers them (the order fixes how ``_range_sums`` lays groups
+    on its line, and so the rounding of its sums), without building a tuple per row."""
+    if len(keys) == 1:
+        return pd.factorize(keys[0])[0]
+    combined = np.zeros(len(keys[0]), dtype=np.int64)
+    for key in keys:
+        codes, uniques = pd.factorize(key, use_na_sentinel=False)
+        combined = combined * (len(uniques) + 1) + codes
+    return pd.factorize(combined)[0]
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, floor: float = 0.0) -> np.ndarray:

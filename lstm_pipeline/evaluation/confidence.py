@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline.evaluation.stamps import as_datetimes
 from lstm_pipeline.market.calendar import NEW_YORK, session_windows
 from lstm_pipeline.storage.tables import CONFIDENCE_FACTORS
 
@@ -253,7 +254,7 @@ def confidence_scores(
     if forecasts.empty:
         return _empty_scores()
     frame = forecasts.reset_index(drop=True).copy()
-    frame["as_of_window"] = pd.DatetimeIndex(pd.to_datetime(frame["as_of_window"])).tz_convert(NEW_YORK)
+    frame["as_of_window"] = pd.DatetimeIndex(as_datetimes(frame["as_of_window"])).tz_convert(NEW_YORK)
     stats = _bar_statistics(frame, bars)
     recent_mase, valid_share, inside_share = _validation_record(frame, recent_validations)
     shifts = _forecast_shifts(frame, recent_predictions)
@@ -308,7 +309,7 @@ def _bar_statistics(frame: pd.DataFrame, bars: pd.DataFrame) -> dict[str, np.nda
     lookback = frame["lookback_steps"].to_numpy(dtype=np.int64)
     first = as_of.min()
     if bars is not None and not bars.empty:
-        stamps = pd.DatetimeIndex(pd.to_datetime(bars["window_start"]))
+        stamps = pd.DatetimeIndex(as_datetimes(bars["window_start"]))
         stamps = stamps.tz_localize(NEW_YORK) if stamps.tz is None else stamps.tz_convert(NEW_YORK)
         first = min(first, stamps.min())
     # Whole sessions to the last as-of window's day: its windows' distance to the close needs the full session.
@@ -484,8 +485,8 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
     if predictions is None or predictions.empty:
         return shifts
     symbol = predictions["symbol"].to_numpy(dtype=object)
-    as_of = pd.DatetimeIndex(pd.to_datetime(predictions["as_of_window"])).asi8
-    target = pd.DatetimeIndex(pd.to_datetime(predictions["target_window"])).asi8
+    as_of = pd.DatetimeIndex(as_datetimes(predictions["as_of_window"])).asi8
+    target = pd.DatetimeIndex(as_datetimes(predictions["target_window"])).asi8
 
     def floats(name: str) -> np.ndarray:
         if name not in predictions.columns:

@@ -29,6 +29,7 @@ from collections.abc import Hashable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline.evaluation.stamps import as_utc
 from lstm_pipeline.market.calendar import NEW_YORK
 from lstm_pipeline.settings import Settings
 from lstm_pipeline.storage.tables import TRADE_RECOMMENDATIONS
@@ -93,7 +94,7 @@ def _best_round_trips(prices: np.ndarray, rising: bool) -> tuple[np.ndarray, np.
 def _utc_ns(values: pd.Series) -> np.ndarray:
     """Instants as int64 UTC nanoseconds (NaT: ``_NAT``); naive stamps are read as UTC, as the output's
     ``pd.to_datetime(..., utc=True)`` always read them."""
-    stamps = pd.to_datetime(values, utc=True)
+    stamps = as_utc(values)
     if not isinstance(stamps, pd.Series):
         stamps = pd.Series(stamps)
     return stamps.astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]").view(np.int64)
@@ -321,7 +322,7 @@ def _with_missing_origins(
 
 def _typed(out: pd.DataFrame) -> pd.DataFrame:
     for name in ("entry_window", "exit_window", "as_of_window"):
-        out[name] = pd.to_datetime(out[name], utc=True).dt.tz_convert(NEW_YORK).astype(f"datetime64[ns, {NEW_YORK}]")
+        out[name] = as_utc(out[name]).dt.tz_convert(NEW_YORK).astype(f"datetime64[ns, {NEW_YORK}]")
     for name in ("entry_price", "exit_price", "predicted_return_pct", "confidence", "recent_mase"):
         out[name] = out[name].astype("float64")
     for name in ("symbol", "model_version", "action", "confidence_level", "held_back_by", "reason"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline.evaluation.stamps import as_new_york, as_utc
 from lstm_pipeline.market.calendar import NEW_YORK
 from lstm_pipeline.settings import Settings
 from lstm_pipeline.storage.tables import TRADE_OUTCOMES
@@ -23,10 +24,7 @@ OUTCOME_COLUMNS = TRADE_OUTCOMES.written_columns
 
 
 def _utc(values: pd.Series) -> pd.Series:
-    stamps = pd.to_datetime(values)
-    if stamps.dt.tz is None:
-        stamps = stamps.dt.tz_localize(NEW_YORK)
-    return stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    return as_new_york(values).dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
 
 
 def score_recommendations(recommendations: pd.DataFrame, bars: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -79,7 +77,7 @@ def score_recommendations(recommendations: pd.DataFrame, bars: pd.DataFrame, set
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame[OUTCOME_COLUMNS].copy()
     for name in ("as_of_window", "scored_window"):
-        out[name] = pd.to_datetime(out[name], utc=True).dt.tz_convert(NEW_YORK)
+        out[name] = as_utc(out[name]).dt.tz_convert(NEW_YORK)
     for name in ("entry_price_actual", "exit_price_actual", "realized_return_pct"):
         out[name] = out[name].astype("float64")
     out["hit"] = out["hit"].astype("boolean")
