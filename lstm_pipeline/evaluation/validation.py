@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.market.calendar import NEW_YORK
 from lstm_pipeline.storage.database import AWAITING_CHECKS
 from lstm_pipeline.storage.tables import VALIDATIONS
@@ -119,14 +120,13 @@ def validate_predictions(
     _require(actual_bars, ("symbol", "window_start", "close"), "actual bars")
     bars = _target_bars(actual_bars, rejected_bars)
 
-    frame = predictions[list(PREDICTION_INPUT_COLUMNS)].reset_index(drop=True)
-    frame = frame.assign(
-        symbol=frame["symbol"].astype(str),
-        target_window=_new_york(frame["target_window"]),
-        as_of_window=_new_york(frame["as_of_window"]),
-    )
+    # Arrays, not frames: a year of week-ahead paths is close to a million predictions, and every frame copy,
+    # merge or string concatenation over them costs tens of milliseconds.
+    symbol = _strings(predictions["symbol"])
+    target_window = _new_york(predictions["target_window"])
+    as_of_window = _new_york(predictions["as_of_window"])
     # A left join on (symbol, target instant), by binary search per symbol instead of a merge of wide frames.
-    where = _lookup(frame["symbol"].to_numpy(dtype=object), pd.DatetimeIndex(frame["target_window"]).asi8,
+    where = _lookup(symbol, pd.DatetimeIndex(target_window).asi8,
                     bars["symbol"].to_numpy(dtype=object), pd.DatetimeIndex(bars["_window_utc"]).asi8)
     found = where >= 0
     take = np.where(found, where, 0)
@@ -134,33 +134,77 @@ def validate_predictions(
     def joined(name: str) -> np.ndarray:
         values = bars[name].to_numpy(dtype=np.float64 if name == "close" else object)
         if not len(values):
-            return np.full(len(frame), np.nan if name == "close" else None, dtype=values.dtype)
+            return np.full(len(found), np.nan if name == "close" else None, dtype=values.dtype)
         return np.where(found, values[take], np.nan if name == "close" else None)
 
-    merged = frame.assign(
-        close=joined("close"), rejected_check=joined("rejected_check"), rejected_reason=joined("rejected_reason"),
-        _has_bar=np.where(found, True, None),
+    rejected_check = joined("rejected_check")
+    awaiting = rejected_check == AWAITING_CHECKS
+    judged = found & ~awaiting
+    every = bool(judged.all())
+
+    def judged_only(values: np.ndarray | pd.Series) -> np.ndarray | pd.Series:
+        if every:
+            return values
+        return values[judged] if isinstance(values, np.ndarray) else values[judged].reset_index(drop=True)
+
+    pending = ~judged
+    not_validated = pd.DataFrame({
+        "symbol": symbol[pending],
+        "target_window": target_window[pending].reset_index(drop=True),
+        "as_of_window": as_of_window[pending].reset_index(drop=True),
+        "horizon_step": predictions["horizon_step"].to_numpy()[pending],
+        "reason": np.array([NO_BAR_YET, AWAITING_CHECKS_REASON], dtype=object)[awaiting[pending].astype(np.int64)],
+    }, columns=list(NOT_VALIDATED_COLUMNS))
+
+    def floats(name: str) -> np.ndarray:
+        return judged_only(predictions[name].to_numpy(dtype=np.float64))
+
+    judged_predictions = _JudgedPredictions(
+        symbol=judged_only(symbol),
+        target_window=judged_only(target_window.reset_index(drop=True)),
+        as_of_window=judged_only(as_of_window.reset_index(drop=True)),
+        horizon_step=judged_only(predictions["horizon_step"].to_numpy()).astype("int64"),
+        model_version=judged_only(predictions["model_version"].to_numpy(dtype=object)),
+        predicted_close=floats("predicted_close"),
+        last_close=floats("last_close"),
+        bounds={name: floats(name) for name in ("lower_80", "upper_80", "lower_95", "upper_95")},
+        close=judged_only(joined("close")),
+        rejected_check=judged_only(rejected_check),
+        rejected_reason=judged_only(joined("rejected_reason")),
     )
-
-    has_bar = merged["_has_bar"].notna().to_numpy(dtype=bool)
-    awaiting = merged["rejected_check"].to_numpy(dtype=object) == AWAITING_CHECKS
-    judged = has_bar & ~awaiting
-
-    pending = merged.loc[~judged, ["symbol", "target_window", "as_of_window", "horizon_step"]]
-    not_validated = pending.assign(
-        reason=np.where(awaiting[~judged], AWAITING_CHECKS_REASON, NO_BAR_YET)
-    ).reset_index(drop=True)
-
-    rows = _judge(merged.loc[judged].reset_index(drop=True), threshold)
-    return ValidationResult(rows=rows, not_validated=not_validated[list(NOT_VALIDATED_COLUMNS)])
+    return ValidationResult(rows=_judge(judged_predictions, threshold), not_validated=not_validated)
 
 
-def _judge(merged: pd.DataFrame, threshold: float) -> pd.DataFrame:
+class _JudgedPredictions(NamedTuple):
+    """The predictions that have their target's bar, as arrays (one entry per prediction)."""
+
+    symbol: np.ndarray
+    target_window: pd.Series
+    as_of_window: pd.Series
+    horizon_step: np.ndarray
+    model_version: np.ndarray
+    predicted_close: np.ndarray
+    last_close: np.ndarray
+    bounds: dict[str, np.ndarray]
+    close: np.ndarray
+    rejected_check: np.ndarray
+    rejected_reason: np.ndarray
+
+
+def _strings(values: pd.Series) -> np.ndarray:
+    """``values.astype(str)`` as an object array, without converting a column that holds strings already."""
+    array = values.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(array, skipna=False) == "string":
+        return array
+    return values.astype(str).to_numpy(dtype=object)
+
+
+def _judge(merged: _JudgedPredictions, threshold: float) -> pd.DataFrame:
     """Errors, interval flags, status and reason of predictions that each have their target's bar."""
-    actual = merged["close"].to_numpy(dtype=np.float64)
-    predicted = merged["predicted_close"].to_numpy(dtype=np.float64)
-    last_close = merged["last_close"].to_numpy(dtype=np.float64)
-    rejected = merged["rejected_check"].notna().to_numpy(dtype=bool)
+    actual = merged.close
+    predicted = merged.predicted_close
+    last_close = merged.last_close
+    rejected = pd.notna(merged.rejected_check)
     finite = np.isfinite(actual)
     with np.errstate(invalid="ignore"):
         positive = finite & (actual > 0)
@@ -171,24 +215,28 @@ def _judge(merged: pd.DataFrame, threshold: float) -> pd.DataFrame:
         error_pct = 100.0 * (predicted - usable) / usable
         abs_error_pct = np.abs(error_pct)
         naive_abs_error_pct = 100.0 * np.abs(last_close - usable) / usable
-    inside = {level: _inside(merged, level, usable) for level in (80, 95)}
+    inside = {level: _inside(merged.bounds, level, usable) for level in (80, 95)}
 
-    band_known = inside[95].notna().to_numpy(dtype=bool)
-    outside_95 = ~inside[95].fillna(False).to_numpy(dtype=bool)  # an unknown band: the threshold alone decides
+    band_known = ~inside[95].isna()
+    inside_95 = inside[95].to_numpy(dtype=bool, na_value=False)
     with np.errstate(invalid="ignore"):
         beyond = abs_error_pct > threshold * 100.0
-    needs = ~bad & beyond & outside_95
-    status = np.select([bad, needs], [INVALID, NEEDS_REPREDICTION], default=VALID).astype(object)
+    needs = ~bad & beyond & ~inside_95  # an unknown band: the threshold alone decides
+    status = np.array([INVALID, NEEDS_REPREDICTION, VALID], dtype=object)[np.select([bad, needs], [0, 1], default=2)]
+    actual_close = np.where(finite, actual, np.nan)
 
+    cases = np.select(
+        [rejected, bad & ~finite, bad, ~beyond, ~band_known, inside_95], [0, 1, 2, 3, 4, 5], default=6
+    )
     rows = pd.DataFrame(
         {
-            "symbol": merged["symbol"].astype(object),
-            "target_window": merged["target_window"],
-            "as_of_window": merged["as_of_window"],
-            "horizon_step": merged["horizon_step"].astype("int64"),
-            "model_version": merged["model_version"].astype(object),
+            "symbol": merged.symbol,
+            "target_window": merged.target_window,
+            "as_of_window": merged.as_of_window,
+            "horizon_step": merged.horizon_step,
+            "model_version": merged.model_version,
             "predicted_close": predicted,
-            "actual_close": np.where(finite, actual, np.nan),
+            "actual_close": actual_close,
             "last_close": last_close,
             "error_pct": error_pct,
             "abs_error_pct": abs_error_pct,
@@ -196,59 +244,48 @@ def _judge(merged: pd.DataFrame, threshold: float) -> pd.DataFrame:
             "inside_80": inside[80],
             "inside_95": inside[95],
             "status": status,
-        }
+            "status_reason": _reasons(merged, cases, threshold, error_pct, actual_close),
+        },
+        columns=list(VALIDATION_COLUMNS),
     )
-    rows["status_reason"] = _reasons(merged, rows, threshold, bad, rejected, finite, beyond, band_known)
-    return rows[list(VALIDATION_COLUMNS)]
+    return rows
 
 
-def _inside(merged: pd.DataFrame, level: int, usable: np.ndarray) -> pd.Series:
+def _inside(bounds: dict[str, np.ndarray], level: int, usable: np.ndarray) -> pd.arrays.BooleanArray:
     """Whether the actual close lies in ``[lower, upper]`` of the ``level``% interval; null when either is unknown."""
-    lower = merged[f"lower_{level}"].to_numpy(dtype=np.float64)
-    upper = merged[f"upper_{level}"].to_numpy(dtype=np.float64)
+    lower = bounds[f"lower_{level}"]
+    upper = bounds[f"upper_{level}"]
     known = np.isfinite(lower) & np.isfinite(upper) & np.isfinite(usable)
     with np.errstate(invalid="ignore"):
         inside = (lower <= usable) & (usable <= upper)
-    values = pd.array(inside, dtype="boolean")
-    values[~known] = pd.NA
-    return pd.Series(values)
+    return pd.arrays.BooleanArray(inside & known, ~known)
 
 
 def _reasons(
-    merged: pd.DataFrame,
-    rows: pd.DataFrame,
-    threshold: float,
-    bad: np.ndarray,
-    rejected: np.ndarray,
-    finite: np.ndarray,
-    beyond: np.ndarray,
-    band_known: np.ndarray,
-) -> pd.Series:
+    merged: _JudgedPredictions, cases: np.ndarray, threshold: float, error_pct: np.ndarray, actual_close: np.ndarray
+) -> np.ndarray:
     """One sentence per row: each case's sentence is built by string concatenation over the arrays of the rows in
-    that case (a loop over the seven cases, never over rows)."""
+    that case (a loop over the seven cases, never over rows). The two commonest cases (within the threshold, or
+    beyond it without a band) read only the error, rounded to 0.01: their sentences are built once per distinct
+    rounded error and shared."""
     limit = f"{threshold * 100:g}%"
     fix = "repair the bar (re-materialize market_bars for this window), then validations for it."
-    cases = np.select(
-        [rejected, bad & ~finite, bad, ~beyond, ~band_known, rows["inside_95"].fillna(False).to_numpy(dtype=bool)],
-        [0, 1, 2, 3, 4, 5],
-        default=6,
-    )
 
     def error(at: np.ndarray) -> pd.Series:
-        return _signed(rows["error_pct"].to_numpy()[at]) + "%"
+        return _signed(error_pct[at]) + "%"
 
     def actual(at: np.ndarray) -> pd.Series:
-        return _number(rows["actual_close"].to_numpy()[at], 4)
+        return _number(actual_close[at], 4)
 
     def band(at: np.ndarray) -> pd.Series:
-        lower = merged["lower_95"].to_numpy(dtype=np.float64)[at]
-        upper = merged["upper_95"].to_numpy(dtype=np.float64)[at]
+        lower = merged.bounds["lower_95"][at]
+        upper = merged.bounds["upper_95"][at]
         return "[" + _number(lower, 4) + ", " + _number(upper, 4) + "]"
 
     def rejected_by(at: np.ndarray) -> pd.Series:
-        check = merged["rejected_check"].iloc[at].fillna("").astype(str).reset_index(drop=True)
-        why = merged["rejected_reason"].iloc[at].fillna("no reason recorded").astype(str).str.rstrip(". ")
-        return ("The actual bar was rejected by the blocking check " + check + " (" + why.reset_index(drop=True)
+        check = pd.Series(merged.rejected_check[at], dtype=object).fillna("").astype(str)
+        why = pd.Series(merged.rejected_reason[at], dtype=object).fillna("no reason recorded").astype(str)
+        return ("The actual bar was rejected by the blocking check " + check + " (" + why.str.rstrip(". ")
                 + "), so it cannot judge this forecast; " + fix)
 
     sentences = {
@@ -265,17 +302,36 @@ def _reasons(
         6: lambda at: "Error " + error(at) + " exceeds the " + limit + " threshold and the actual close " + actual(at)
         + " lies outside the prediction's 95% interval " + band(at) + ".",
     }
-    reasons = np.empty(len(rows), dtype=object)
+    reasons = np.empty(len(cases), dtype=object)
     for case, sentence in sentences.items():
         at = np.flatnonzero(cases == case)
-        if len(at):
-            reasons[at] = sentence(at).to_numpy(dtype=object)
-    return pd.Series(reasons, dtype=object)
+        if not len(at):
+            continue
+        if case in (3, 4):
+            codes, uniques = pd.factorize(_signed_key(error_pct[at], 2))
+            if len(uniques) < len(at):
+                one_each = np.empty(len(uniques), dtype=np.int64)
+                one_each[codes] = at  # any row of a key: they all read the same
+                reasons[at] = sentence(one_each).to_numpy(dtype=object)[codes]
+                continue
+        reasons[at] = sentence(at).to_numpy(dtype=object)
+    return reasons
+
+
+def _signed_key(values: np.ndarray, decimals: int) -> np.ndarray:
+    """An integer per value that fixes its ``_signed`` text: the bits of the value rounded as ``_number`` rounds
+    it, except that a positive value rounding to 0 (it reads +0.0, not 0.0) gets 1, the bits of a subnormal that no
+    rounding to ``decimals`` yields."""
+    keys = np.round(np.asarray(values, dtype=np.float64), decimals).view(np.int64)
+    keys[(keys == 0) & (values > 0)] = 1
+    return keys
 
 
 def _number(values: np.ndarray, decimals: int) -> pd.Series:
-    """Values rounded for a sentence, as strings (one array conversion)."""
-    return pd.Series(np.round(values, decimals).astype(str), dtype=object)
+    """Values rounded for a sentence, as strings: each distinct rounded value (by its bits, so -0.0 stays -0.0) is
+    converted once."""
+    codes, uniques = pd.factorize(np.round(np.asarray(values, dtype=np.float64), decimals).view(np.int64))
+    return pd.Series(uniques.view(np.float64).astype(str)[codes], dtype=object)
 
 
 def _signed(values: np.ndarray) -> pd.Series:
@@ -322,10 +378,7 @@ def _target_bars(actual_bars: pd.DataFrame, rejected_bars: pd.DataFrame | None) 
 
 def _new_york(stamps: pd.Series) -> pd.Series:
     """Timestamps as ``datetime64[ns, America/New_York]`` (naive values mean New York)."""
-    values = pd.to_datetime(stamps)
-    if values.dt.tz is None:
-        values = values.dt.tz_localize(NEW_YORK)
-    return values.dt.tz_convert(NEW_YORK).astype(f"datetime64[ns, {NEW_YORK}]")
+    return as_new_york(stamps).astype(f"datetime64[ns, {NEW_YORK}]")
 
 
 def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
