@@ -48,10 +48,11 @@ from lstm_pipeline.evaluation.accuracy import (
 )
 from lstm_pipeline.evaluation.confidence import confidence_scores, forecast_summaries, model_test_mase
 from lstm_pipeline.evaluation.lifecycle import first_retrain
+from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.evaluation.validation import INVALID, NEEDS_REPREDICTION, validate_predictions
 from lstm_pipeline.forecasting.batch import forecast_windows
 from lstm_pipeline.forecasting.training import TrainingDataError, TrainingSettings
-from lstm_pipeline.market.calendar import NEW_YORK, WINDOW
+from lstm_pipeline.market.calendar import WINDOW
 from lstm_pipeline.settings import Settings
 from lstm_pipeline.trading.recommendations import HELD_BACK_RULES, NO_TRADE, recommend_trades
 from lstm_pipeline.trading.scoring import score_recommendations
@@ -67,6 +68,9 @@ SKILL_BUCKET = "1_day"
 WEEK_SESSIONS = 5
 """Sessions after the training span the history must still hold: one week to forecast and validate."""
 HORIZONS = ("week",)
+BUCKET_FORECAST_COLUMNS = ("symbol", "as_of_window", "horizon_step", "target_window", "lower_80", "upper_80",
+                           "lower_95", "upper_95", "confidence_level")
+"""What the bucketed figures read of a forecast row (intervals for the scores, the level for error by confidence)."""
 BAND_KINDS = ("naive", "tod")
 COVERAGES = (80, 95)
 
@@ -130,19 +134,10 @@ def train_loaded_model(symbol: str, bars: pd.DataFrame, training: TrainingSettin
         return load_model(saved, symbol)
 
 
-def _new_york(values: pd.Series) -> pd.Series:
-    if isinstance(values.dtype, pd.DatetimeTZDtype):  # skip to_datetime's per-element scan of aware stamps
-        return values.dt.tz_convert(NEW_YORK)
-    stamps = pd.to_datetime(values)
-    if stamps.dt.tz is None:
-        stamps = stamps.dt.tz_localize(NEW_YORK)
-    return stamps.dt.tz_convert(NEW_YORK)
-
-
 def _symbol_bars(bars: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if bars is None or bars.empty or "symbol" not in bars.columns:
         raise BacktestDataError("The backtest got no bars; pass a bar history with symbol, window_start and OHLCV.")
-    frame = bars.assign(window_start=_new_york(bars["window_start"]), symbol=bars["symbol"].astype(str))
+    frame = bars.assign(window_start=as_new_york(bars["window_start"]), symbol=bars["symbol"].astype(str))
     return {
         symbol: rows.sort_values("window_start", kind="stable").reset_index(drop=True)
         for symbol, rows in frame.groupby("symbol", sort=True)
@@ -290,10 +285,16 @@ def run_backtest(
     outcomes = score_recommendations(recommendations, all_bars, settings)
     timings["recommendations_s"] = time.perf_counter() - step
     step = time.perf_counter()
-    scored = scored_validations(bucketed, predictions, per_symbol, bands)
+    # The forecasts a bucketed figure can read (the same few percent of rows as the validations): the joins below
+    # then match tens of thousands of rows instead of every step of every path.
+    bucketed_forecasts = with_confidence.loc[
+        bucket_candidates(with_confidence),
+        [name for name in BUCKET_FORECAST_COLUMNS if name in with_confidence.columns],
+    ]
+    scored = scored_validations(bucketed, bucketed_forecasts, per_symbol, bands)
     timings["bands_s"] = time.perf_counter() - step
     step = time.perf_counter()
-    report = backtest_report(scored, validations, with_confidence, recommendations, outcomes)
+    report = backtest_report(scored, validations, bucketed_forecasts, recommendations, outcomes)
     timings["report_s"] = time.perf_counter() - step
     timings["after_training_s"] = timings["forecasting_s"] + timings["retrain_rule_s"] + time.perf_counter() - started
     return BacktestResult(
@@ -398,7 +399,7 @@ def skill_mase(validations: pd.DataFrame, origins: pd.DataFrame) -> dict[tuple[s
     wanted = origins.rename(columns={"as_of_window": "window_start"})[["symbol", "window_start"]]
     metrics = accuracy_metrics(validations, wanted, spans={SKILL_SPAN: SKILL_SPAN_WINDOWS}).rows
     chosen = metrics[(metrics["horizon_bucket"] == SKILL_BUCKET) & metrics["mase"].notna()]
-    stamps = _new_york(chosen["window_start"])
+    stamps = as_new_york(chosen["window_start"])
     return {
         (str(symbol), pd.Timestamp(window)): float(mase)
         for symbol, window, mase in zip(chosen["symbol"], stamps, chosen["mase"], strict=True)
@@ -424,12 +425,12 @@ def scored_validations(
     keys = ["symbol", "as_of_window", "target_window"]
     frame = validations[validations["status"] != INVALID].copy()
     frame = frame[np.isfinite(frame["actual_close"].to_numpy(dtype=np.float64))]
-    frame["as_of_window"] = _new_york(frame["as_of_window"])
-    frame["target_window"] = _new_york(frame["target_window"])
+    frame["as_of_window"] = as_new_york(frame["as_of_window"])
+    frame["target_window"] = as_new_york(frame["target_window"])
     frame["horizon_bucket"] = horizon_buckets(frame) if len(frame) else pd.Series(dtype=object)
     frame = frame[frame["horizon_bucket"].notna()]
     intervals = predictions[[*keys, "lower_80", "upper_80", "lower_95", "upper_95"]].assign(
-        as_of_window=_new_york(predictions["as_of_window"]), target_window=_new_york(predictions["target_window"])
+        as_of_window=as_new_york(predictions["as_of_window"]), target_window=as_new_york(predictions["target_window"])
     )
     frame = frame.merge(intervals, on=keys, how="left").reset_index(drop=True)
     actual = frame["actual_close"].to_numpy(dtype=np.float64)
@@ -453,7 +454,7 @@ def scored_validations(
             band = bands.baseline_bands(per_symbol[str(symbol)], origins, int(steps.max()), kind, steps=steps)
             band = band[["as_of_window", "target_window", "lower_80", "upper_80", "lower_95", "upper_95"]].assign(
                 symbol=str(symbol), kind=kind,
-                as_of_window=_new_york(band["as_of_window"]), target_window=_new_york(band["target_window"]),
+                as_of_window=as_new_york(band["as_of_window"]), target_window=as_new_york(band["target_window"]),
             )
             band_frames.append(band)
     band_rows = pd.concat(band_frames, ignore_index=True)
@@ -562,8 +563,8 @@ def backtest_report(
     interval scores (mean Winkler in % of the as-of close) beside both baseline bands'; the reprediction rate;
     the recommendations' count, hit rate, mean return after costs and how many each rule withheld; and error by
     confidence level. A figure with nothing to count is None (null in JSON)."""
-    names = sorted(set(validations["symbol"].astype(str)) | set(recommendations["symbol"].astype(str))) \
-        if symbols is None else list(symbols)
+    names = sorted({str(symbol) for frame in (validations, recommendations)
+                    for symbol in pd.unique(frame["symbol"].to_numpy())}) if symbols is None else list(symbols)
 
     def only(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
         return frame[frame["symbol"].astype(str) == symbol] if len(frame) else frame
