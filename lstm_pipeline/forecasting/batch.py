@@ -171,7 +171,7 @@ def forecast_windows(
     skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
     groups: dict[tuple[Any, ...], dict[str, list[_Pair]]] = {}
     for symbol in sorted(wanted):
-        windows = sorted({to_new_york(window) for window in wanted[symbol]})
+        windows = _as_of_windows(wanted[symbol])
         model = models.get(symbol)
         if model is None:
             reason = (unavailable or {}).get(symbol) or (
@@ -184,7 +184,7 @@ def forecast_windows(
         if pairs:
             groups.setdefault(model.config.architecture_key, {})[symbol] = pairs
 
-    frames: list[pd.DataFrame] = []
+    frames: list[tuple[str, int, pd.DataFrame]] = []
     calls = 0
     for members in groups.values():
         for chunk in _chunks(members, max_chains_per_call):
@@ -192,12 +192,24 @@ def forecast_windows(
             calls += 1
             for symbol, (pairs, symbol_outputs) in zip(chunk, outputs, strict=True):
                 frame, refused = _priced(models[symbol], pairs, symbol_outputs)
-                frames.append(frame)
+                frames.append((symbol, pairs[0].as_of.value, frame))
                 skipped.update(refused)
 
-    rows = pd.concat(frames, ignore_index=True) if frames else _empty_rows()
-    rows = rows.sort_values(["symbol", "as_of_window", "horizon_step"], ignore_index=True)
+    # Each frame holds one symbol's consecutive as-of windows in (as-of, step) order, so frames in (symbol, first
+    # as-of) order are the rows sorted by symbol, as-of window and step, without sorting a million rows.
+    ordered = [frame for _, _, frame in sorted(frames, key=lambda entry: entry[:2])]
+    rows = pd.concat(ordered, ignore_index=True) if ordered else _empty_rows()
     return WindowForecasts(rows=rows, skipped=dict(sorted(skipped.items())), compiled_calls=calls)
+
+
+def _as_of_windows(values: Sequence[pd.Timestamp]) -> list[pd.Timestamp]:
+    """The distinct as-of windows in New York, ascending (naive stamps are New York), converted as one index."""
+    try:
+        stamps = pd.DatetimeIndex(values)
+    except (TypeError, ValueError):  # a mix of zones: one stamp at a time
+        return sorted({to_new_york(window) for window in values})
+    stamps = stamps.tz_localize(NEW_YORK) if stamps.tz is None else stamps.tz_convert(NEW_YORK)
+    return list(stamps.unique().sort_values())
 
 
 def _prepare(
@@ -212,10 +224,10 @@ def _prepare(
 
     config, scaler = model.config, model.scaler
     skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
-    stored = _bar_windows(symbol_bars)
-    present = [window for window in windows if window in stored]
-    for window in windows:
-        if window not in stored:
+    stored = np.isin(np.array([window.value for window in windows], dtype=np.int64), _bar_windows(symbol_bars))
+    present = [window for window, known in zip(windows, stored, strict=True) if known]
+    for window, known in zip(windows, stored, strict=True):
+        if not known:
             skipped[(symbol, window)] = (
                 MISSING_AS_OF_BAR,
                 f"{symbol} has no usable stored bar for {window:%Y-%m-%d %H:%M}, the window this forecast is made "
@@ -265,12 +277,14 @@ def _prepare(
     return pairs, skipped
 
 
-def _bar_windows(symbol_bars: pd.DataFrame | None) -> set[pd.Timestamp]:
+def _bar_windows(symbol_bars: pd.DataFrame | None) -> np.ndarray:
+    """The instants (UTC nanoseconds) of the windows that have a stored bar."""
     if symbol_bars is None or symbol_bars.empty:
-        return set()
-    stamps = pd.DatetimeIndex(pd.to_datetime(symbol_bars["window_start"]))
+        return np.zeros(0, dtype=np.int64)
+    column = symbol_bars["window_start"]
+    stamps = pd.DatetimeIndex(column if column.dtype.kind == "M" else pd.to_datetime(column))
     stamps = stamps.tz_localize(NEW_YORK) if stamps.tz is None else stamps.tz_convert(NEW_YORK)
-    return set(stamps)
+    return stamps.asi8
 
 
 def _chunks(
@@ -311,39 +325,45 @@ def _run(chunk: dict[str, list[_Pair]], models: Mapping[str, LoadedModel]) -> li
 def _priced(
     model: LoadedModel, pairs: list[_Pair], outputs: np.ndarray
 ) -> tuple[pd.DataFrame, dict[tuple[str, pd.Timestamp], tuple[str, str]]]:
-    """Prices, intervals and rows of one symbol's pairs; paths outside the sane band are refused, not published."""
+    """Prices, intervals and rows of one symbol's pairs (in as-of order); paths outside the sane band are refused,
+    not published.
+
+    All pairs at once on [pairs, longest horizon] arrays: a path's prices and bounds at a step depend only on the
+    steps up to it, so a shorter horizon (a holiday week) reads the prefix of its row and ignores the padding."""
     from lstm_pipeline.forecasting.forecaster import log_price_paths
 
-    frames: list[pd.DataFrame] = []
     refused: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
-    by_length: dict[int, list[int]] = {}
-    for index, pair in enumerate(pairs):
-        by_length.setdefault(len(pair.targets), []).append(index)
-    for steps, indices in by_length.items():
-        last_close = np.array([pairs[index].last_close for index in indices])
-        path = np.exp(log_price_paths(model.config, model.scaler, outputs[indices][:, :steps], last_close))
-        bounds = price_intervals(path, model.config.intervals)
-        values = {"predicted_close": path}
-        for key, (lower, upper) in bounds.items():
-            percent = round(float(key) * 100)
-            values[f"lower_{percent}"] = lower
-            values[f"upper_{percent}"] = upper
-        with np.errstate(invalid="ignore", over="ignore"):
-            finite = np.all([np.isfinite(array).all(axis=1) for array in values.values()], axis=0)
-            moves = np.abs(path / last_close[:, None] - 1.0)
-            outside = moves > sane_band(np.arange(1, steps + 1))
-        keep = finite & ~outside.any(axis=1)
-        for slot in np.flatnonzero(~keep):
-            pair = pairs[indices[slot]]
-            refused[(pair.symbol, pair.as_of)] = (
-                FORECAST_OUT_OF_BOUNDS,
-                _out_of_bounds(model, pair, path[slot], finite[slot], outside[slot]),
-            )
-        if keep.any():
-            chosen = [pairs[index] for index, kept in zip(indices, keep, strict=True) if kept]
-            frames.append(_rows(model, chosen, {name: array[keep] for name, array in values.items()}))
-    rows = pd.concat(frames, ignore_index=True) if frames else _empty_rows()
-    return rows, refused
+    lengths = np.array([len(pair.targets) for pair in pairs], dtype=np.int64)
+    longest = int(lengths.max())
+    steps = np.arange(1, longest + 1, dtype=np.int64)
+    valid = steps[None, :] <= lengths[:, None]
+    last_close = np.array([pair.last_close for pair in pairs], dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # the padding past a short horizon may overflow
+        path = np.exp(log_price_paths(model.config, model.scaler, outputs[:, :longest], last_close))
+    bounds = price_intervals(path, model.config.intervals)
+    values = {"predicted_close": path}
+    for key, (lower, upper) in bounds.items():
+        percent = round(float(key) * 100)
+        values[f"lower_{percent}"] = lower
+        values[f"upper_{percent}"] = upper
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.all([(np.isfinite(array) | ~valid).all(axis=1) for array in values.values()], axis=0)
+        moves = np.abs(path / last_close[:, None] - 1.0)
+        outside = (moves > sane_band(steps)) & valid
+    keep = finite & ~outside.any(axis=1)
+    for slot in np.flatnonzero(~keep):
+        pair = pairs[slot]
+        length = lengths[slot]
+        refused[(pair.symbol, pair.as_of)] = (
+            FORECAST_OUT_OF_BOUNDS,
+            _out_of_bounds(model, pair, path[slot, :length], finite[slot], outside[slot, :length]),
+        )
+    if not keep.any():
+        return _empty_rows(), refused
+    chosen = [pair for pair, kept in zip(pairs, keep, strict=True) if kept]
+    published = valid & keep[:, None]  # row-major: pair by pair (as-of order), step by step
+    return _rows(model, chosen, lengths[keep], {name: array[published] for name, array in values.items()},
+                 np.broadcast_to(steps, valid.shape)[published]), refused
 
 
 def _out_of_bounds(
@@ -363,25 +383,24 @@ def _out_of_bounds(
     )
 
 
-def _rows(model: LoadedModel, pairs: list[_Pair], values: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Rows of pairs with equal horizon lengths: ``values`` arrays are [pairs, steps]."""
-    count, steps = values["predicted_close"].shape
-    targets = np.concatenate([pair.targets.tz_convert("UTC").asi8 for pair in pairs])
-    as_of = np.repeat(np.array([pair.as_of.value for pair in pairs], dtype=np.int64), steps)
-    frame = pd.DataFrame(
-        {
-            "symbol": pairs[0].symbol,
-            "as_of_window": pd.DatetimeIndex(as_of, tz="UTC").tz_convert(NEW_YORK),
-            "horizon_step": np.tile(np.arange(1, steps + 1, dtype=np.int64), count),
-            "target_window": pd.DatetimeIndex(targets, tz="UTC").tz_convert(NEW_YORK),
-        }
-    )
+def _rows(
+    model: LoadedModel, pairs: list[_Pair], lengths: np.ndarray, values: dict[str, np.ndarray], steps: np.ndarray
+) -> pd.DataFrame:
+    """Rows of pairs, pair by pair and step by step: ``values`` and ``steps`` hold one entry per row."""
+    targets = np.concatenate([pair.targets.asi8 for pair in pairs])  # an aware index's asi8 is UTC
+    as_of = np.repeat(np.array([pair.as_of.value for pair in pairs], dtype=np.int64), lengths)
+    columns = {
+        "symbol": pairs[0].symbol,
+        "as_of_window": pd.DatetimeIndex(as_of, tz="UTC").tz_convert(NEW_YORK),
+        "horizon_step": steps,
+        "target_window": pd.DatetimeIndex(targets, tz="UTC").tz_convert(NEW_YORK),
+    }
     for name in PREDICTION_COLUMNS[4:9]:
-        frame[name] = values[name].reshape(-1) if name in values else np.nan
-    frame["last_close"] = np.repeat([pair.last_close for pair in pairs], steps)
-    frame["forecast_mode"] = model.config.forecast_mode
-    frame["model_version"] = model.version
-    return frame[list(PREDICTION_COLUMNS)]
+        columns[name] = values[name] if name in values else np.full(len(steps), np.nan)
+    columns["last_close"] = np.repeat([pair.last_close for pair in pairs], lengths)
+    columns["forecast_mode"] = model.config.forecast_mode
+    columns["model_version"] = model.version
+    return pd.DataFrame(columns, columns=list(PREDICTION_COLUMNS))
 
 
 def _empty_rows() -> pd.DataFrame:
