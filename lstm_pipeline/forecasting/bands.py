@@ -358,13 +358,19 @@ def _adaptive_multipliers(
     base = (steps - 1 - step_of) * columns + np.arange(columns)  # origin p - 1 - j at position p, padded rows
     current = np.zeros(columns)
     previous = 0
-    for p in np.flatnonzero(present[:origins]):
-        theta[previous + steps : p + steps] = current
+    # theta stays 0 until the first valid origin is realized: start at the first position after it.
+    has_valid = valid.any(axis=1)
+    first_valid = int(np.argmax(has_valid)) if has_valid.any() else origins
+    widen, narrow = gamma * (1.0 - alpha), gamma * (0.0 - alpha)  # gamma * (missed - alpha), either case
+    positions = np.flatnonzero(present[:origins])
+    for p in positions[positions > first_valid]:
+        if p > previous:
+            theta[previous + steps : p + steps] = current
         index = base + p * columns
         ok = padded_ok[index]
         if ok.any():
             missed = padded_dev[index] > flat_theta[index]
-            current = current + np.where(ok, gamma * (missed - alpha), 0.0)
+            current = current + np.where(ok, np.where(missed, widen, narrow), 0.0)
         theta[p + steps] = current
         previous = p + 1
     theta[previous + steps :] = current
@@ -468,22 +474,29 @@ def adapt_intervals(
             out[name] = out[name].astype(np.float64)
     if out.empty:
         return out
-    symbols = out["symbol"].astype(str)
-    bar_symbols = bars["symbol"].astype(str) if len(bars) else pd.Series([], dtype=str)
+    symbols = out["symbol"].astype(str).to_numpy(dtype=object)
+    bar_symbols = bars["symbol"].astype(str).to_numpy(dtype=object) if len(bars) else np.zeros(0, dtype=object)
     settings = _AdaptSettings(
         kind, tuple(coverages), halflife_windows, profile_halflife_sessions, min_errors, long_halflife_windows,
         reversion_halflife_windows, aci_gamma, shrink,
     )
-    for symbol in sorted(symbols.unique()):
-        rows = np.flatnonzero((symbols == symbol).to_numpy())
+    read = out[["symbol", "as_of_window", "target_window", "predicted_close"]]
+    for symbol in sorted(pd.unique(symbols)):
+        mine = symbols == symbol
+        every = bool(mine.all())  # one symbol: whole columns, no row selection (a year of paths is ~10^6 rows)
+        rows = slice(None) if every else np.flatnonzero(mine)
+        bar_rows = bar_symbols == symbol
         adapted = _adapt_symbol(
-            out.iloc[rows], bars[(bar_symbols == symbol).to_numpy()] if len(bars) else bars, settings
+            read if every else read.iloc[rows], bars if bar_rows.all() else bars[bar_rows], settings
         )
         for name, values in adapted.items():
             column = out.columns.get_loc(name)
-            current = out.iloc[rows, column].to_numpy(dtype=np.float64)
+            current = out[name].to_numpy(dtype=np.float64)[rows]
             keep = ~np.isfinite(values) & (warmup == "keep")
-            out.iloc[rows, column] = np.where(keep, current, values)
+            if every:
+                out[name] = np.where(keep, current, values)
+            else:
+                out.iloc[rows, column] = np.where(keep, current, values)
     return out
 
 
@@ -502,13 +515,15 @@ class _AdaptSettings:
 
 def _shifted_cumsum(values: np.ndarray) -> np.ndarray:
     """[k, origins, steps] -> at origin p, the sum of ``values[:, o, j]`` over the origins whose step-j target is
-    realized by p (o <= p - j - 1); NaN counts as 0."""
+    realized by p (o <= p - j - 1); NaN counts as 0. The running sums run along the last axis of a step-major copy
+    (numpy accumulates a contiguous axis several times faster; the additions are the same, in the same order)."""
     origins, steps = values.shape[1:]
-    total = np.cumsum(np.nan_to_num(values, nan=0.0), axis=1)
-    out = np.zeros_like(total)
+    by_step = np.ascontiguousarray(np.nan_to_num(values, nan=0.0).transpose(0, 2, 1))  # [k, steps, origins]
+    np.cumsum(by_step, axis=2, out=by_step)
+    out = np.zeros_like(by_step)
     for j in range(steps):  # a loop over steps, not origins
-        out[:, j + 1 :, j] = total[:, : origins - j - 1, j]
-    return out
+        out[:, j, j + 1 :] = by_step[:, j, : origins - j - 1]
+    return out.transpose(0, 2, 1)
 
 
 def _adapt_symbol(rows: pd.DataFrame, bars: pd.DataFrame, settings: _AdaptSettings) -> dict[str, np.ndarray]:
@@ -548,15 +563,20 @@ def _adapt_symbol(rows: pd.DataFrame, bars: pd.DataFrame, settings: _AdaptSettin
     weight = np.ones((origins, horizon))
     if settings.shrink:
         both = is_model & np.isfinite(moved)
-        x, y = np.where(both, forecast, 0.0), np.where(both, moved, 0.0)
-        xy, xx, yy, seen = _shifted_cumsum(np.stack([x * y, x * x, y * y, both.astype(np.float64)]))
+        # Before the first realized forecast every sum is zero and so is the weight: sum from the origin before it
+        # (a zero row, so each running sum starts from the same +0.0 as over the whole span) and leave the rest 0.
+        first = int(np.argmax(both.any(axis=1))) if both.any() else origins
+        rows = slice(max(first - 1, 0), None)
+        weight = np.zeros((origins, horizon))
+        x, y = np.where(both[rows], forecast[rows], 0.0), np.where(both[rows], moved[rows], 0.0)
+        xy, xx, yy, seen = _shifted_cumsum(np.stack([x * y, x * x, y * y, both[rows].astype(np.float64)]))
         with np.errstate(invalid="ignore", divide="ignore"):
             slope = xy / xx
             residual = np.maximum(yy - 2.0 * slope * xy + slope**2 * xx, 0.0) / np.maximum(seen, 1.0)
             # Overlapping targets: the errors of step j share j - 1 windows, so n of them weigh about n / j.
             error = np.sqrt(residual / xx * np.arange(1, horizon + 1)[None, :])
             fitted = np.clip(slope - SKILL_STANDARD_ERRORS * error, 0.0, 1.0)
-        weight = np.where((seen >= settings.min_errors) & (xx > 0), fitted, 0.0)
+        weight[rows] = np.where((seen >= settings.min_errors) & (xx > 0), fitted, 0.0)
     centre = np.where(is_model, weight * forecast, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         errors = np.abs(moved - centre) / width  # the model's own where it forecast, the last close's elsewhere
