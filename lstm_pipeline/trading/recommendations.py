@@ -106,6 +106,20 @@ def _new_york_stamps(ns: np.ndarray) -> pd.DatetimeIndex:
     )
 
 
+def _symbol_codes(symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct symbols as text, sorted; each row's index into them): ``np.unique(symbols.astype(str),
+    return_inverse=True)``, with each distinct object converted and sorted once instead of every row."""
+    codes, uniques = pd.factorize(symbols, use_na_sentinel=False)
+    names, inverse = np.unique(np.asarray(uniques, dtype=object).astype(str), return_inverse=True)
+    return names, inverse.reshape(-1)[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+
+def _minutes(ns: np.ndarray) -> np.ndarray:
+    """Each instant as its New York ``%Y-%m-%d %H:%M`` text, formatting each distinct instant once."""
+    distinct, inverse = np.unique(ns, return_inverse=True)
+    return _new_york_stamps(distinct).strftime("%Y-%m-%d %H:%M").to_numpy()[inverse.reshape(-1)]
+
+
 def _padded(values: np.ndarray, group: np.ndarray, position: np.ndarray, shape: tuple[int, int], fill) -> np.ndarray:
     out = np.full(shape, fill, dtype=np.asarray(values).dtype)
     out[group, position + 1] = values
@@ -132,11 +146,9 @@ def recommend_trades(
                          f"{list(FORECAST_COLUMNS)}.")
     keep = forecasts["predicted_close"].notna().to_numpy()
     n_rows = int(keep.sum())
-    symbol_all = forecasts["symbol"].to_numpy(dtype=object)[keep].astype(str)
     as_of_all = _utc_ns(forecasts["as_of_window"])[keep]
     target_all = _utc_ns(forecasts["target_window"])[keep]
-    names, symbol_code = np.unique(symbol_all, return_inverse=True) if n_rows else (np.array([], dtype=str),
-                                                                                  np.zeros(0, dtype=np.int64))
+    names, symbol_code = _symbol_codes(forecasts["symbol"].to_numpy(dtype=object)[keep])
     order = np.lexsort((target_all, as_of_all, symbol_code))
     symbol_code, as_of_all, target_all = symbol_code[order], as_of_all[order], target_all[order]
     rows = np.flatnonzero(keep)[order]
@@ -217,8 +229,8 @@ def recommend_trades(
     entry_when = np.full(n_origins, "", dtype=object)
     exit_when = np.full(n_origins, "", dtype=object)
     if len(needs_when):
-        entry_when[needs_when] = _new_york_stamps(entry_ns[needs_when]).strftime("%Y-%m-%d %H:%M").to_numpy()
-        exit_when[needs_when] = _new_york_stamps(exit_ns[needs_when]).strftime("%Y-%m-%d %H:%M").to_numpy()
+        entry_when[needs_when] = _minutes(entry_ns[needs_when])
+        exit_when[needs_when] = _minutes(exit_ns[needs_when])
     direction = "rises or falls" if settings.workflow.allow_short else "rises (shorting is disabled)"
     reasons = []
     for i, (symbol, why) in enumerate(zip(symbols.tolist(), held.tolist(), strict=True)):
