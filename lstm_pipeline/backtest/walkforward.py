@@ -205,6 +205,7 @@ def run_backtest(
     summaries: list[pd.DataFrame] = []
     models: list[dict[str, Any]] = []
     skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
+    summaries_s = 0.0
     for symbol, blocks in plans.items():
         rows = per_symbol[symbol]
         queue = list(blocks)
@@ -241,6 +242,7 @@ def run_backtest(
             skipped.update(block_skipped)
             frames.append(block_rows)
             symbol_frames.append(block_rows)
+            started = time.perf_counter()
             summaries.append(
                 forecast_summaries(
                     block_rows,
@@ -248,6 +250,7 @@ def run_backtest(
                     {symbol: model.config.lookback_steps},
                 )
             )
+            summaries_s += time.perf_counter() - started  # confidence's input: counted with it
             models.append({
                 "symbol": symbol, "first_origin": block[0], "last_origin": block[-1], "model_version": model.version,
                 "forecast_mode": model.config.forecast_mode, "trained_on_bars": len(history),
@@ -276,7 +279,7 @@ def run_backtest(
         settings.confidence_factor_weights,
     )
     with_confidence = _with_scores(predictions, scores)
-    timings["confidence_s"] = time.perf_counter() - step
+    timings["confidence_s"] = summaries_s + time.perf_counter() - step
     step = time.perf_counter()
     origins = predictions[["symbol", "as_of_window"]].drop_duplicates()
     expected = [(symbol, window) for symbol, blocks in plans.items() for block in blocks for window in block]
@@ -296,7 +299,8 @@ def run_backtest(
     step = time.perf_counter()
     report = backtest_report(scored, validations, bucketed_forecasts, recommendations, outcomes)
     timings["report_s"] = time.perf_counter() - step
-    timings["after_training_s"] = timings["forecasting_s"] + timings["retrain_rule_s"] + time.perf_counter() - started
+    timings["after_training_s"] = (timings["forecasting_s"] + timings["retrain_rule_s"] + summaries_s
+                                   + time.perf_counter() - started)
     return BacktestResult(
         report=report,
         predictions=with_confidence,
@@ -349,12 +353,14 @@ def _rule_fires(
 
 
 def _adapted(bands: Any, predictions: pd.DataFrame, per_symbol: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Each symbol's rows with their intervals recalibrated walk-forward by ``bands.adapt_intervals``."""
-    frames = [
-        bands.adapt_intervals(rows.reset_index(drop=True), per_symbol[str(symbol)])
-        for symbol, rows in predictions.groupby("symbol", sort=True)
-    ]
-    return pd.concat(frames, ignore_index=True)
+    """Each symbol's rows with their intervals recalibrated walk-forward by ``bands.adapt_intervals``, symbol by
+    symbol in name order (one call: it adapts each symbol on its own bars)."""
+    symbols = pd.Index(predictions["symbol"].astype(str).to_numpy(dtype=object))
+    if not symbols.is_monotonic_increasing:
+        predictions = predictions.take(np.argsort(symbols.to_numpy(), kind="stable"))
+    names = sorted(symbols.unique())
+    bars = per_symbol[names[0]] if len(names) == 1 else pd.concat([per_symbol[name] for name in names])
+    return bands.adapt_intervals(predictions.reset_index(drop=True), bars)
 
 
 def bucket_candidates(rows: pd.DataFrame) -> np.ndarray:
