@@ -47,6 +47,7 @@ from lstm_pipeline.evaluation.accuracy import (
     horizon_buckets,
 )
 from lstm_pipeline.evaluation.confidence import confidence_scores, forecast_summaries, model_test_mase
+from lstm_pipeline.evaluation.keys import as_text, factorize_runs
 from lstm_pipeline.evaluation.lifecycle import first_retrain
 from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.evaluation.validation import INVALID, NEEDS_REPREDICTION, validate_predictions
@@ -355,7 +356,7 @@ def _rule_fires(
 def _adapted(bands: Any, predictions: pd.DataFrame, per_symbol: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Each symbol's rows with their intervals recalibrated walk-forward by ``bands.adapt_intervals``, symbol by
     symbol in name order (one call: it adapts each symbol on its own bars)."""
-    symbols = pd.Index(predictions["symbol"].astype(str).to_numpy(dtype=object))
+    symbols = pd.Index(as_text(predictions["symbol"]))
     if not symbols.is_monotonic_increasing:
         predictions = predictions.take(np.argsort(symbols.to_numpy(), kind="stable"))
     names = sorted(symbols.unique())
@@ -377,22 +378,34 @@ def bucket_candidates(rows: pd.DataFrame) -> np.ndarray:
 
 def _with_scores(predictions: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """``predictions`` with each origin's confidence columns (a left many-to-one join on symbol and as-of window,
-    done with integer keys)."""
+    done with integer keys: symbol codes, then a binary search of the as-of instants within each symbol)."""
     keys = ["symbol", "as_of_window"]
-    left = pd.MultiIndex.from_arrays([predictions["symbol"].astype(str).to_numpy(),
-                                      pd.DatetimeIndex(predictions["as_of_window"]).asi8])
-    right = pd.MultiIndex.from_arrays([scores["symbol"].astype(str).to_numpy(),
-                                       pd.DatetimeIndex(scores["as_of_window"]).asi8])
-    if not right.is_unique:
-        raise ValueError("confidence_scores returned more than one row for an origin.")
-    where = right.get_indexer(left)
-    found = where >= 0
-    out = predictions.copy()
-    for name in scores.columns:
-        if name in keys:
+    symbol_code, symbols = factorize_runs(np.concatenate([as_text(scores["symbol"]), as_text(predictions["symbol"])]))
+    score_symbol, row_symbol = symbol_code[: len(scores)], symbol_code[len(scores):]
+    score_at = pd.DatetimeIndex(scores["as_of_window"]).asi8
+    row_at = pd.DatetimeIndex(predictions["as_of_window"]).asi8
+    where = np.full(len(predictions), -1, dtype=np.int64)
+    for code in range(len(symbols)):
+        mine = np.flatnonzero(score_symbol == code)
+        order = mine[np.argsort(score_at[mine], kind="stable")]
+        if (np.diff(score_at[order]) == 0).any():
+            raise ValueError("confidence_scores returned more than one row for an origin.")
+        rows = np.flatnonzero(row_symbol == code)
+        if not len(order) or not len(rows):
             continue
-        values = scores[name].to_numpy()
-        column = values.take(np.where(found, where, 0)) if len(values) else np.full(len(out), np.nan, dtype=object)
+        found = np.minimum(np.searchsorted(score_at[order], row_at[rows]), len(order) - 1)
+        hit = score_at[order][found] == row_at[rows]
+        where[rows[hit]] = order[found[hit]]
+    found = where >= 0
+    values = scores.drop(columns=keys)
+    if len(values) and found.all():  # every origin scored: one take of the score columns, beside the rows
+        taken = values.take(where)
+        taken.index = predictions.index
+        return pd.concat([predictions, taken], axis=1)
+    out = predictions.copy()
+    for name in values.columns:
+        column = values[name].to_numpy()
+        column = column.take(np.where(found, where, 0)) if len(column) else np.full(len(out), np.nan, dtype=object)
         if not found.all():
             column = np.where(found, column, None if column.dtype == object else np.nan)
         out[name] = column

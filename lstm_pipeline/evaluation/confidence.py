@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline.evaluation.keys import factorize_runs, sorted_codes
 from lstm_pipeline.evaluation.stamps import as_datetimes
 from lstm_pipeline.market.calendar import NEW_YORK, session_windows
 from lstm_pipeline.storage.tables import CONFIDENCE_FACTORS
@@ -110,7 +111,7 @@ def _per_forecast(rows: pd.DataFrame) -> pd.DataFrame | None:
     if as_of.isna().any():
         return None
     try:
-        symbol_code = _sorted_codes(symbols)
+        symbol_code = sorted_codes(symbols)
     except TypeError:  # symbols that do not sort together
         return None
     if (symbol_code < 0).any():
@@ -168,14 +169,6 @@ def _per_forecast(rows: pd.DataFrame) -> pd.DataFrame | None:
         "last_close": last_close,
         "mean_predicted": mean,
     })
-
-
-def _sorted_codes(values: np.ndarray) -> np.ndarray:
-    """``pd.factorize(values, sort=True)[0]``, hashing one value per run of equal neighbours."""
-    codes, uniques = _factorize_runs(values)
-    if not len(uniques):
-        return codes
-    return np.where(codes >= 0, pd.factorize(uniques, sort=True)[0][codes], -1)  # -1: a null stays null
 
 
 def factor_weights(weights: Any) -> dict[str, float]:
@@ -459,20 +452,6 @@ def _bar_statistics(frame: pd.DataFrame, bars: pd.DataFrame) -> dict[str, np.nda
     return out
 
 
-def _factorize_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``pd.factorize(values)`` (codes, distinct values), hashing one value per run of equal neighbours: a batch's
-    keys come in long runs (one symbol, one model version over ~10^6 validations)."""
-    if len(values) < 2:
-        return pd.factorize(values)
-    try:
-        changed = np.asarray(values[1:] != values[:-1], dtype=bool)
-    except (TypeError, ValueError):  # a value that does not compare (pd.NA): hash every one
-        return pd.factorize(values)
-    heads = np.flatnonzero(np.concatenate([[True], changed]))
-    codes, uniques = pd.factorize(values[heads])
-    return np.repeat(codes, np.diff(np.append(heads, len(values)))), uniques
-
-
 def _codes(event_keys: list[np.ndarray], query_keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """One integer per distinct key tuple, shared by the events and the queries (a null key: -1 / -2)."""
     n_events = len(event_keys[0])
@@ -481,7 +460,7 @@ def _codes(event_keys: list[np.ndarray], query_keys: list[np.ndarray]) -> tuple[
     event_null = np.zeros(n_events, dtype=bool)
     query_null = np.zeros(len(query_keys[0]), dtype=bool)
     for events, queries in zip(event_keys, query_keys, strict=True):
-        codes, uniques = _factorize_runs(np.concatenate([np.asarray(events, dtype=object),
+        codes, uniques = factorize_runs(np.concatenate([np.asarray(events, dtype=object),
                                                          np.asarray(queries, dtype=object)]))
         radix = max(len(uniques), 1) + 1
         event_code = event_code * radix + codes[:n_events] + 1
@@ -516,10 +495,10 @@ def _trailing_sums(
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [len(event_code)]])
     query_order = np.argsort(query_code, kind="stable")
-    sorted_codes = query_code[query_order]
+    query_codes_sorted = query_code[query_order]
     for start, end in zip(starts, ends, strict=True):
         code = event_code[start]
-        lo_q, hi_q = np.searchsorted(sorted_codes, [code, code + 1], side="left")
+        lo_q, hi_q = np.searchsorted(query_codes_sorted, [code, code + 1], side="left")
         if lo_q == hi_q:
             continue
         index = query_order[lo_q:hi_q]
@@ -642,18 +621,19 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
     last_row = len(row_key) - 1
     for back in range(1, STABILITY_FORECASTS + 1):
         earlier = row_forecast - back
-        ok = earlier >= 0
-        ok[ok] = forecast_symbol[earlier[ok]] == row_symbol[ok]
-        at = np.flatnonzero(ok)
-        wanted = earlier[at].astype(np.int64) * width + row_rank[at]
+        before = np.maximum(earlier, 0)
+        ok = (earlier >= 0) & (forecast_symbol[before] == row_symbol)
+        wanted = before.astype(np.int64) * width + row_rank
         # The same target in the forecast ``back`` before sits ``back`` rows further into that forecast's run when
         # the as-of windows in between are consecutive (nearly always): check that row, search only where it is not.
-        match = np.minimum(firsts[earlier[at]] + offsets[at] + back, last_row)
-        searched = row_key[match] != wanted
-        if searched.any():
-            match[searched] = np.minimum(np.searchsorted(row_key, wanted[searched]), last_row)
+        match = np.minimum(firsts[before] + offsets + back, last_row)
         hit = row_key[match] == wanted
-        at, match = at[hit], match[hit]
+        searched = np.flatnonzero(ok & ~hit)
+        if len(searched):
+            match[searched] = np.minimum(np.searchsorted(row_key, wanted[searched]), last_row)
+            hit[searched] = row_key[match[searched]] == wanted[searched]
+        at = np.flatnonzero(ok & hit)
+        match = match[at]
         ratio = np.abs(row_predicted[at] - predicted[match]) / row_halfwidth[at]
         known = ~np.isnan(ratio)  # a mean over the pairs that have both closes, as pandas' mean skips NaN
         at, ratio = at[known], ratio[known]

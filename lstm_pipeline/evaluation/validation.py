@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline.evaluation.keys import as_text, factorize_runs
 from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.market.calendar import NEW_YORK
 from lstm_pipeline.storage.database import AWAITING_CHECKS
@@ -122,7 +123,7 @@ def validate_predictions(
 
     # Arrays, not frames: a year of week-ahead paths is close to a million predictions, and every frame copy,
     # merge or string concatenation over them costs tens of milliseconds.
-    symbol = _strings(predictions["symbol"])
+    symbol = as_text(predictions["symbol"])
     target_window = _new_york(predictions["target_window"])
     as_of_window = _new_york(predictions["as_of_window"])
     # A left join on (symbol, target instant), by binary search per symbol instead of a merge of wide frames.
@@ -189,14 +190,6 @@ class _JudgedPredictions(NamedTuple):
     close: np.ndarray
     rejected_check: np.ndarray
     rejected_reason: np.ndarray
-
-
-def _strings(values: pd.Series) -> np.ndarray:
-    """``values.astype(str)`` as an object array, without converting a column that holds strings already."""
-    array = values.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(array, skipna=False) == "string":
-        return array
-    return values.astype(str).to_numpy(dtype=object)
 
 
 def _judge(merged: _JudgedPredictions, threshold: float) -> pd.DataFrame:
@@ -345,9 +338,11 @@ def _lookup(symbols: np.ndarray, stamps: np.ndarray, bar_symbols: np.ndarray, ba
     where = np.full(len(symbols), -1, dtype=np.int64)
     if not len(bar_symbols) or not len(symbols):
         return where
-    for symbol in pd.unique(symbols):
-        mine = np.flatnonzero(symbols == symbol)
-        theirs = np.flatnonzero(bar_symbols == symbol)
+    codes, distinct = factorize_runs(np.concatenate([symbols, bar_symbols]))
+    codes, bar_codes = codes[: len(symbols)], codes[len(symbols):]
+    for code in range(len(distinct)):
+        mine = np.flatnonzero(codes == code)
+        theirs = np.flatnonzero(bar_codes == code)
         if not len(theirs):
             continue
         order = np.argsort(bar_stamps[theirs], kind="stable")

@@ -29,6 +29,7 @@ from collections.abc import Hashable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline.evaluation.keys import factorize_runs
 from lstm_pipeline.evaluation.stamps import as_utc
 from lstm_pipeline.market.calendar import NEW_YORK
 from lstm_pipeline.settings import Settings
@@ -109,7 +110,7 @@ def _new_york_stamps(ns: np.ndarray) -> pd.DatetimeIndex:
 def _symbol_codes(symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the distinct symbols as text, sorted; each row's index into them): ``np.unique(symbols.astype(str),
     return_inverse=True)``, with each distinct object converted and sorted once instead of every row."""
-    codes, uniques = pd.factorize(symbols, use_na_sentinel=False)
+    codes, uniques = pd.factorize(symbols, use_na_sentinel=False) if pd.isna(symbols).any() else factorize_runs(symbols)
     names, inverse = np.unique(np.asarray(uniques, dtype=object).astype(str), return_inverse=True)
     return names, inverse.reshape(-1)[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
