@@ -271,9 +271,17 @@ def _prepare(
             continue
         history = scaled[position - lookback + 1 : position + 1]
         exogenous = (
-            future_rows(config, scaler, history[-1], targets) if config.forecast_mode == "recursive" else None
+            future_rows(config, scaler, history[-1], targets)
+            if config.forecast_mode == "recursive" and config.held_features else None
         )
         pairs.append(_Pair(symbol, window, history, exogenous, targets, float(closes[position])))
+    if pairs and config.forecast_mode == "recursive" and not config.held_features:
+        # Without held features a future row depends on its own window only: every pair's rows in one call.
+        targets = pd.DatetimeIndex(np.concatenate([pair.targets.asi8 for pair in pairs]), tz="UTC")
+        rows = future_rows(config, scaler, pairs[0].history[-1], targets.tz_convert(NEW_YORK))
+        ends = np.cumsum([len(pair.targets) for pair in pairs])
+        for pair, end in zip(pairs, ends, strict=True):
+            pair.exogenous = rows[end - len(pair.targets) : end]
     return pairs, skipped
 
 
