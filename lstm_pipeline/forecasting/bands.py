@@ -582,18 +582,26 @@ def _adapt_symbol(rows: pd.DataFrame, bars: pd.DataFrame, settings: _AdaptSettin
         errors = np.abs(moved - centre) / width  # the model's own where it forecast, the last close's elsewhere
     levels = list(settings.coverages)
     base = _walk_forward_quantiles(errors, levels, settings.min_errors)
+    # The ACI multipliers move only at the model's own realized forecasts: from its first origin on (rows before
+    # it could only read origins without a forecast, so theta stays 0 there).
+    first_model = min(int(np.argmax(is_model.any(axis=1))) if is_model.any() else origins, int(origin_pos.min()))
+    model_rows = slice(first_model, None)
     with np.errstate(invalid="ignore", divide="ignore"):
-        deviation = np.hstack([np.log(errors / q) for q in base])
-    valid = np.isfinite(deviation) & np.tile(is_model, (1, len(levels)))
+        deviation = np.hstack([np.log(errors[model_rows] / q[model_rows]) for q in base])
+    valid = np.isfinite(deviation) & np.tile(is_model[model_rows], (1, len(levels)))
     alphas = np.array([1.0 - level for level in levels])
     gamma = settings.aci_gamma * np.sqrt(np.minimum(np.arange(1, horizon + 1) / ACI_FULL_STEP, 1.0))
-    theta = _adaptive_multipliers(deviation, valid, np.isfinite(grid.close), alphas, np.tile(gamma, len(levels)))
-    rows_centre = grid.close[origin_pos] * np.exp(centre[origin_pos, step - 1])
-    rows_width = width[origin_pos, step - 1]
+    theta = _adaptive_multipliers(
+        deviation, valid, np.isfinite(grid.close[model_rows]), alphas, np.tile(gamma, len(levels))
+    ).ravel()
+    cell = origin_pos * horizon + step - 1  # each row's (origin, step) in the flattened [origins, steps] arrays
+    theta_cell = (origin_pos - first_model) * (len(levels) * horizon) + step - 1
+    rows_centre = grid.close[origin_pos] * np.exp(centre.ravel()[cell])
+    rows_width = width.ravel()[cell]
     adapted: dict[str, np.ndarray] = {}
     for index, level in enumerate(levels):
         lower, upper = bound_columns(level)
-        h = base[index][origin_pos, step - 1] * np.exp(theta[origin_pos, index * horizon + step - 1]) * rows_width
+        h = base[index].ravel()[cell] * np.exp(theta[theta_cell + index * horizon]) * rows_width
         adapted[lower] = rows_centre * np.exp(-h)
         adapted[upper] = rows_centre * np.exp(h)
     return adapted
