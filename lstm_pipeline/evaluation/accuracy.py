@@ -359,7 +359,7 @@ def _counted(
     frame = validations.reset_index(drop=True)
     finite = np.ones(len(frame), dtype=bool)
     for name in ("actual_close", "predicted_close", "last_close"):
-        finite &= np.isfinite(frame[name].astype("Float64").to_numpy(dtype=float, na_value=np.nan))
+        finite &= np.isfinite(_floats(frame[name]))
     usable = finite & (frame["status"].astype(str) != INVALID).to_numpy()
     frame = frame[usable].reset_index(drop=True)
     frame["target_window"] = _new_york(frame["target_window"])
@@ -386,7 +386,7 @@ def _counted(
     def column(name: str) -> np.ndarray:
         if name not in frame.columns:
             return np.full(len(frame), np.nan)
-        return frame[name].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        return _floats(frame[name])
 
     actual = column("actual_close")
     predicted = column("predicted_close")
@@ -422,6 +422,13 @@ def _counted(
     for name, value in sums.items():
         frame[name] = value
     return frame
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    """The values as float64 with NaN for null, whatever the column's dtype (object, nullable or float)."""
+    if values.dtype == np.float64:
+        return values.to_numpy()
+    return values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _winkler(lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, alpha: float) -> np.ndarray:

@@ -461,7 +461,7 @@ def _codes(event_keys: list[np.ndarray], query_keys: list[np.ndarray]) -> tuple[
     query_null = np.zeros(len(query_keys[0]), dtype=bool)
     for events, queries in zip(event_keys, query_keys, strict=True):
         codes, uniques = factorize_runs(np.concatenate([np.asarray(events, dtype=object),
-                                                         np.asarray(queries, dtype=object)]))
+                                                        np.asarray(queries, dtype=object)]))
         radix = max(len(uniques), 1) + 1
         event_code = event_code * radix + codes[:n_events] + 1
         query_code = query_code * radix + codes[n_events:] + 1

@@ -110,15 +110,33 @@ def _new_york_stamps(ns: np.ndarray) -> pd.DatetimeIndex:
 def _symbol_codes(symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the distinct symbols as text, sorted; each row's index into them): ``np.unique(symbols.astype(str),
     return_inverse=True)``, with each distinct object converted and sorted once instead of every row."""
-    codes, uniques = pd.factorize(symbols, use_na_sentinel=False) if pd.isna(symbols).any() else factorize_runs(symbols)
+    codes, uniques = factorize_runs(symbols)
+    if (codes < 0).any():  # a null symbol reads "None" or "nan", as astype(str) writes it
+        codes, uniques = pd.factorize(symbols, use_na_sentinel=False)
     names, inverse = np.unique(np.asarray(uniques, dtype=object).astype(str), return_inverse=True)
     return names, inverse.reshape(-1)[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
 
+def _ascending(*keys: np.ndarray) -> bool:
+    """Whether the rows are already in lexicographic order of ``keys`` (first key first), ties allowed."""
+    if len(keys[0]) < 2:
+        return True
+    decided = np.zeros(len(keys[0]) - 1, dtype=bool)  # an earlier key already orders the pair
+    for key in keys:
+        step = np.diff(key)
+        if (step[~decided] < 0).any():
+            return False
+        decided |= step > 0
+    return True
+
+
 def _minutes(ns: np.ndarray) -> np.ndarray:
-    """Each instant as its New York ``%Y-%m-%d %H:%M`` text, formatting each distinct instant once."""
+    """Each instant as its New York ``%Y-%m-%d %H:%M`` text (``strftime``'s), formatting each distinct instant once,
+    in C: numpy's ISO text of the wall-clock time to the minute, with a space for the ``T``."""
     distinct, inverse = np.unique(ns, return_inverse=True)
-    return _new_york_stamps(distinct).strftime("%Y-%m-%d %H:%M").to_numpy()[inverse.reshape(-1)]
+    wall = _new_york_stamps(distinct).tz_localize(None).to_numpy(dtype="datetime64[m]")
+    text = np.char.replace(np.datetime_as_string(wall, unit="m"), "T", " ")
+    return text.astype(object)[inverse.reshape(-1)]
 
 
 def _padded(values: np.ndarray, group: np.ndarray, position: np.ndarray, shape: tuple[int, int], fill) -> np.ndarray:
@@ -150,9 +168,12 @@ def recommend_trades(
     as_of_all = _utc_ns(forecasts["as_of_window"])[keep]
     target_all = _utc_ns(forecasts["target_window"])[keep]
     names, symbol_code = _symbol_codes(forecasts["symbol"].to_numpy(dtype=object)[keep])
-    order = np.lexsort((target_all, as_of_all, symbol_code))
-    symbol_code, as_of_all, target_all = symbol_code[order], as_of_all[order], target_all[order]
-    rows = np.flatnonzero(keep)[order]
+    if _ascending(symbol_code, as_of_all, target_all):  # prediction rows usually come in this order already
+        rows = np.flatnonzero(keep)
+    else:
+        order = np.lexsort((target_all, as_of_all, symbol_code))
+        symbol_code, as_of_all, target_all = symbol_code[order], as_of_all[order], target_all[order]
+        rows = np.flatnonzero(keep)[order]
     starts = np.ones(n_rows, dtype=bool)
     if n_rows:
         starts[1:] = (symbol_code[1:] != symbol_code[:-1]) | (as_of_all[1:] != as_of_all[:-1])
