@@ -224,7 +224,7 @@ def run_backtest(
             timings["training_s"] += trained_s
             started = time.perf_counter()
             known = rows[rows["window_start"] <= block[-1]]
-            forecasts = forecast_windows({symbol: list(block)}, {symbol: model}, {symbol: known})
+            forecasts = forecast_windows({symbol: block}, {symbol: model}, {symbol: known})
             timings["forecasting_s"] += time.perf_counter() - started
             block_rows, block_skipped = forecasts.rows, forecasts.skipped
             started = time.perf_counter()

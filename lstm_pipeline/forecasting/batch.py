@@ -202,19 +202,19 @@ def forecast_windows(
     return WindowForecasts(rows=rows, skipped=dict(sorted(skipped.items())), compiled_calls=calls)
 
 
-def _as_of_windows(values: Sequence[pd.Timestamp]) -> list[pd.Timestamp]:
+def _as_of_windows(values: Sequence[pd.Timestamp]) -> pd.DatetimeIndex:
     """The distinct as-of windows in New York, ascending (naive stamps are New York), converted as one index."""
     try:
         stamps = pd.DatetimeIndex(values)
     except (TypeError, ValueError):  # a mix of zones: one stamp at a time
-        return sorted({to_new_york(window) for window in values})
+        return pd.DatetimeIndex(sorted({to_new_york(window) for window in values}), tz=NEW_YORK)
     stamps = stamps.tz_localize(NEW_YORK) if stamps.tz is None else stamps.tz_convert(NEW_YORK)
-    return list(stamps.unique().sort_values())
+    return stamps.unique().sort_values()
 
 
 def _prepare(
     symbol: str,
-    windows: list[pd.Timestamp],
+    windows: pd.DatetimeIndex,
     model: LoadedModel,
     symbol_bars: pd.DataFrame | None,
     horizon_steps: int | None,
@@ -224,16 +224,15 @@ def _prepare(
 
     config, scaler = model.config, model.scaler
     skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
-    stored = np.isin(np.array([window.value for window in windows], dtype=np.int64), _bar_windows(symbol_bars))
-    present = [window for window, known in zip(windows, stored, strict=True) if known]
-    for window, known in zip(windows, stored, strict=True):
-        if not known:
-            skipped[(symbol, window)] = (
-                MISSING_AS_OF_BAR,
-                f"{symbol} has no usable stored bar for {window:%Y-%m-%d %H:%M}, the window this forecast is made "
-                f"as of; materialize market_bars for {symbol} over that window (or repair its bar) and re-run.",
-            )
-    if not present:
+    stored = np.isin(windows.asi8, _bar_windows(symbol_bars))
+    present = windows[stored]
+    for window in windows[~stored]:
+        skipped[(symbol, window)] = (
+            MISSING_AS_OF_BAR,
+            f"{symbol} has no usable stored bar for {window:%Y-%m-%d %H:%M}, the window this forecast is made "
+            f"as of; materialize market_bars for {symbol} over that window (or repair its bar) and re-run.",
+        )
+    if not len(present):
         return [], skipped
     try:
         features = bar_features(symbol_bars, config.features, symbol=symbol)
@@ -242,12 +241,12 @@ def _prepare(
         return [], skipped
     scaled = scaler.transform(features[list(config.features)].to_numpy())
     closes = features["close"].to_numpy(dtype=np.float64)
-    positions = features.index.get_indexer(pd.DatetimeIndex(present))
+    positions = features.index.get_indexer(present)
     lookback = config.lookback_steps
     pairs: list[_Pair] = []
     # The week ahead of every as-of window in one calendar lookup (a lookup per window dominated long backfills).
-    weeks = dict(zip(present, week_ahead_windows_many(present), strict=True)) if horizon_steps is None else {}
-    for window, position in zip(present, positions, strict=True):
+    weeks = week_ahead_windows_many(present) if horizon_steps is None else None
+    for index, (window, position) in enumerate(zip(present, positions, strict=True)):
         available = position + 1 if position >= 0 else 0
         if available < lookback:
             skipped[(symbol, window)] = (
@@ -257,7 +256,7 @@ def _prepare(
             )
             continue
         try:
-            targets = weeks[window] if horizon_steps is None else future_windows(window, horizon_steps)
+            targets = weeks[index] if weeks is not None else future_windows(window, horizon_steps)
         except ValueError as exc:
             skipped[(symbol, window)] = (HORIZON_TOO_LONG, _sentence(exc))
             continue
