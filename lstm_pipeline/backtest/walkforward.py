@@ -261,7 +261,10 @@ def run_backtest(
 
     started = time.perf_counter()
     all_bars = pd.concat(list(per_symbol.values()), ignore_index=True)
-    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(frames) == 1 and frames[0].index.equals(pd.RangeIndex(len(frames[0]))):  # one block: its rows as is
+        predictions = frames[0]
+    else:
+        predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if predictions.empty:
         first = next(iter(skipped.values()), ("", "no origin could be forecast"))[1]
         raise BacktestDataError(f"The backtest produced no forecast: {first}")
@@ -282,7 +285,7 @@ def run_backtest(
     with_confidence = _with_scores(predictions, scores)
     timings["confidence_s"] = summaries_s + time.perf_counter() - step
     step = time.perf_counter()
-    origins = predictions[["symbol", "as_of_window"]].drop_duplicates()
+    origins = scores[["symbol", "as_of_window"]]  # one row per forecast (symbol, as-of window)
     expected = [(symbol, window) for symbol, blocks in plans.items() for block in blocks for window in block]
     recent_mase = skill_mase(bucketed, origins)
     recommendations = recommend_trades(with_confidence, recent_mase, settings, origins=expected)
