@@ -81,6 +81,12 @@ def _confidence_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+MAX_PLOT_PARTITIONS = 100
+"""The plot (a PNG of tens of kB) is drawn only for runs of at most this many symbol-windows: Dagster stores a
+range run's metadata on each partition's materialization event, so a 5,200-partition backfill would write the
+image 5,200 times into the event log (a live tick covers one window of each symbol)."""
+
+
 def _plot_markdown(store: PipelineStore, rows: pd.DataFrame, forecasts: pd.DataFrame) -> str | None:
     """The plot of the first symbol with metrics, as of its latest window of the run (reads one forecast partition,
     a week of bars and the stored week-span MASE history)."""
@@ -177,8 +183,16 @@ def accuracy_metrics(context: AssetExecutionContext, store: PipelineStore) -> Ma
         ),
     }
     started = time.perf_counter()
-    plot = _plot_markdown(store, result.rows, forecasts)
-    if plot is not None:
-        metadata["accuracy_plot"] = MetadataValue.md(plot)
+    partitions = len(context.partition_keys)
+    if partitions > MAX_PLOT_PARTITIONS:
+        metadata["accuracy_plot"] = MetadataValue.text(
+            f"not drawn for a run of {partitions} symbol-windows (Dagster copies a run's metadata onto the event of "
+            f"every partition it materializes); runs of at most {MAX_PLOT_PARTITIONS}, like the market sensor's, "
+            "draw it"
+        )
+    else:
+        plot = _plot_markdown(store, result.rows, forecasts)
+        if plot is not None:
+            metadata["accuracy_plot"] = MetadataValue.md(plot)
     metadata["plot_seconds"] = MetadataValue.float(round(time.perf_counter() - started, 3))
     return MaterializeResult(metadata=metadata)

@@ -372,7 +372,7 @@ def store_history(store, windows: pd.DatetimeIndex, forecast_origins: int) -> No
     )
 
 
-def test_asset_stores_every_span_and_bucket_of_the_run_and_shows_a_plot(instance, store):
+def test_asset_stores_every_span_and_bucket_of_the_run_and_shows_a_plot(instance, store, monkeypatch):
     keys = register_windows(instance, "2025-07-07", "2025-07-26")
     windows = session_windows("2025-07-07", "2025-07-26")
     store_history(store, windows, forecast_origins=156)
@@ -417,3 +417,13 @@ def test_asset_stores_every_span_and_bucket_of_the_run_and_shows_a_plot(instance
     # A re-run replaces its partitions: nothing duplicated.
     assert run().success
     assert len(store.read_rows("accuracy_metrics")) == len(stored)
+
+    # A run of more symbol-windows than the plot's limit (a backfill) draws none: Dagster would copy the image onto
+    # every partition's event.
+    monkeypatch.setattr("lstm_pipeline.assets.accuracy_metrics.MAX_PLOT_PARTITIONS", len(run_keys) * 2 - 1)
+    backfill = run()
+    assert backfill.success
+    events = backfill.asset_materializations_for_node("accuracy_metrics")
+    assert len(events) == len(run_keys) * 2
+    assert all(event.metadata["accuracy_plot"].value.startswith("not drawn for a run of 12 symbol-windows")
+               for event in events)
