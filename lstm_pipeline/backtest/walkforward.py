@@ -278,8 +278,9 @@ def run_backtest(
     bucketed = validations[bucket_candidates(validations)]
     timings["validation_s"] = time.perf_counter() - step
     step = time.perf_counter()
+    filled = [frame for frame in summaries if len(frame)] or summaries[:1]  # blocks with no forecast add nothing
     scores = confidence_scores(
-        pd.concat(summaries, ignore_index=True), all_bars, validations, predictions,
+        pd.concat(filled, ignore_index=True), all_bars, validations, predictions,
         settings.confidence_factor_weights,
     )
     with_confidence = _with_scores(predictions, scores)
