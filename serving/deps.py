@@ -1,29 +1,35 @@
-"""Dependencies the routers share: the settings, the read snapshot, Dagster, and path/query checks."""
+"""Dependencies the routers share: the settings, the read snapshot, Dagster, and path/query checks.
+
+They do no blocking work, so they are ``async``: FastAPI runs them on the event loop instead of handing each to a
+worker thread (a hop per dependency per request)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import Depends, HTTPException, Path, Request
-from pydantic import BeforeValidator
+from fastapi import Depends, HTTPException, Path, Request, Response
+from pydantic import BaseModel, BeforeValidator
+from starlette.concurrency import run_in_threadpool
 
 from lstm_pipeline.market.calendar import NEW_YORK, parse_window_key
 from lstm_pipeline.settings import Settings
 from serving.dagster_control import DagsterControl, DagsterError, DagsterUnavailable
+from serving.snapshot import MISSING
 
 
-def settings_of(request: Request) -> Settings:
+async def settings_of(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def snapshot_of(request: Request):  # noqa: ANN201 - serving.snapshot.ReadSnapshot
+async def snapshot_of(request: Request):  # noqa: ANN201 - serving.snapshot.ReadSnapshot
     return request.app.state.snapshot
 
 
-def dagster_of(request: Request) -> DagsterControl:
+async def dagster_of(request: Request) -> DagsterControl:
     return request.app.state.dagster
 
 
@@ -36,7 +42,7 @@ def now_of(request: Request) -> pd.Timestamp:
     return pd.Timestamp(request.app.state.clock(), unit="s", tz="UTC").tz_convert(NEW_YORK)
 
 
-def known_symbol(
+async def known_symbol(
     request: Request, symbol: Annotated[str, Path(max_length=64, description="A configured ticker.")]
 ) -> str:
     """The path's symbol, upper-cased; 404 naming the configured ones when it is not one of them."""
@@ -87,3 +93,16 @@ SettingsDep = Annotated[Settings, Depends(settings_of)]
 SnapshotDep = Annotated[Any, Depends(snapshot_of)]
 DagsterDep = Annotated[DagsterControl, Depends(dagster_of)]
 KnownSymbol = Annotated[str, Depends(known_symbol)]
+
+
+async def cached_json(snapshot: Any, name: str, args: tuple[Any, ...], build: Callable[[], BaseModel],
+                      tables: tuple[str, ...]) -> Response:
+    """The JSON body of ``build()`` (the endpoint's response model), cached per copy of the store like any answer
+    (``ReadSnapshot.derived``): a repeated request costs a dictionary lookup on the event loop; a new one is built in
+    a worker thread. ``args`` names everything the answer depends on; errors (404, 410, 422) are never cached."""
+    body = snapshot.lookup(name, args, tables)
+    if body is MISSING:
+        body = await run_in_threadpool(
+            snapshot.derived, name, args, lambda: build().model_dump_json().encode(), tables
+        )
+    return Response(content=body, media_type="application/json")

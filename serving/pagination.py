@@ -68,13 +68,19 @@ def _sortable(column: pd.Series) -> pd.Series:
     return column.astype(str)
 
 
-def page_frame(frame: pd.DataFrame, keys: Sequence[str], limit: int, cursor: str | None
-               ) -> tuple[pd.DataFrame, str | None]:
-    """The rows of ``frame`` after ``cursor``, sorted by ``keys`` descending, at most ``limit`` of them, and the
-    cursor of the next page (the last row's keys), done on the frame before rows become objects."""
+def order_for_paging(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` sorted by ``keys`` descending, with their sort keys as extra columns (the names returned): what
+    ``page_of`` pages. Done once per copy of the store for a list (``ReadSnapshot.derived``), not per request."""
     sort_keys = {f"__key{index}": _sortable(frame[name]) for index, name in enumerate(keys)}
     names = list(sort_keys)
-    ordered = frame.assign(**sort_keys).sort_values(names, ascending=False, kind="stable")
+    ordered = frame.assign(**sort_keys).sort_values(names, ascending=False, kind="stable").reset_index(drop=True)
+    return ordered, names
+
+
+def page_of(ordered: pd.DataFrame, names: Sequence[str], limit: int, cursor: str | None
+            ) -> tuple[pd.DataFrame, str | None]:
+    """The rows of ``ordered`` (``order_for_paging``) after ``cursor``, at most ``limit``, and the next cursor."""
+    names = list(names)
     if cursor is not None:
         after = decode_cursor(cursor)
         if len(after) != len(names):
@@ -97,3 +103,11 @@ def page_frame(frame: pd.DataFrame, keys: Sequence[str], limit: int, cursor: str
     page = ordered.head(limit + 1)
     next_cursor = encode_cursor([str(page[name].iloc[limit - 1]) for name in names]) if len(page) > limit else None
     return page.head(limit).drop(columns=names), next_cursor
+
+
+def page_frame(frame: pd.DataFrame, keys: Sequence[str], limit: int, cursor: str | None
+               ) -> tuple[pd.DataFrame, str | None]:
+    """The rows of ``frame`` after ``cursor``, sorted by ``keys`` descending, at most ``limit`` of them, and the
+    cursor of the next page (the last row's keys), done on the frame before rows become objects."""
+    ordered, names = order_for_paging(frame, keys)
+    return page_of(ordered, names, limit, cursor)

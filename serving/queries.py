@@ -18,7 +18,7 @@ import pandas as pd
 from fastapi import HTTPException
 
 from lstm_pipeline.market.calendar import NEW_YORK, WINDOW, window_key
-from serving.pagination import page_frame
+from serving.pagination import order_for_paging, page_frame, page_of
 
 NEWEST_BAR_PER_SYMBOL = "(symbol, window_start) IN (SELECT symbol, max(window_start) FROM market_bars GROUP BY symbol)"
 NEWEST_FORECAST_PER_SYMBOL = (
@@ -152,8 +152,12 @@ def forecast_summaries(snapshot: Any, since: pd.Timestamp | None, limit: int, cu
     if since is not None:
         where.append("as_of_window >= ?")
         params.append(since)
-    page, next_cursor = page_frame(read(snapshot, "predictions", where, params), ["as_of_window", "symbol"], limit,
-                                   cursor)
+    ordered, names = snapshot.derived(
+        "forecast_summaries", (since,),
+        lambda: order_for_paging(read(snapshot, "predictions", where, params), ["as_of_window", "symbol"]),
+        tables=("predictions",),
+    )
+    page, next_cursor = page_of(ordered, names, limit, cursor)
     rows = [
         {**{k: row[k] for k in _SUMMARY_FIELDS}, "next_close": row["predicted_close"]} for row in records(page)
     ]
@@ -162,6 +166,11 @@ def forecast_summaries(snapshot: Any, since: pd.Timestamp | None, limit: int, cu
 
 def forecast(snapshot: Any, symbol: str, window: pd.Timestamp | None) -> dict[str, Any] | None:
     """The forecast of ``symbol`` as of ``window`` (its newest when None), path ordered by horizon step."""
+    return snapshot.derived("forecast", (symbol, window), lambda: _forecast(snapshot, symbol, window),
+                            tables=("predictions",))
+
+
+def _forecast(snapshot: Any, symbol: str, window: pd.Timestamp | None) -> dict[str, Any] | None:
     if window is None:
         where = ["symbol = ?", "as_of_window = (SELECT max(as_of_window) FROM predictions WHERE symbol = ?)"]
         params: list[object] = [symbol, symbol]
@@ -190,6 +199,16 @@ def recommendations(snapshot: Any, symbol: str | None, active: bool | None, limi
                     ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of recommendations, newest first; ``active``: a buy or short whose exit window is after the symbol's
     newest stored bar (market time, so a replayed or simulated history reads the same as a live one)."""
+    ordered, names = snapshot.derived(
+        "recommendations", (symbol, active), lambda: _ordered_recommendations(snapshot, symbol, active),
+        tables=("trade_recommendations",),
+    )
+    page, next_cursor = page_of(ordered, names, limit, cursor)
+    return records(page), next_cursor
+
+
+def _ordered_recommendations(snapshot: Any, symbol: str | None, active: bool | None
+                             ) -> tuple[pd.DataFrame, list[str]]:
     where, params = ([], []) if symbol is None else (["symbol = ?"], [symbol])
     frame = read(snapshot, "trade_recommendations", where, params)
     newest = pd.Series(newest_bars(snapshot), dtype=object)
@@ -200,8 +219,7 @@ def recommendations(snapshot: Any, symbol: str | None, active: bool | None, limi
     ).astype(bool))
     if active is not None:
         frame = frame[frame["active"] == active]
-    page, next_cursor = page_frame(frame, ["as_of_window", "symbol"], limit, cursor)
-    return records(page), next_cursor
+    return order_for_paging(frame, ["as_of_window", "symbol"])
 
 
 # ------------------------------------------------------------------------------------------------ performance

@@ -259,7 +259,7 @@ def _limit(request: Request, caller: str, principal: Principal | None) -> None:
 def require_role(role: Role) -> Callable[..., Any]:
     """A dependency admitting keys of ``role`` or a higher one; it returns the ``Principal``."""
 
-    def dependency(
+    async def dependency(  # async: no blocking work, so FastAPI runs it on the loop, not a worker thread
         request: Request,
         header_key: str | None = Security(api_key_header),
         cookie_key: str | None = Security(api_key_cookie),

@@ -129,6 +129,10 @@ def _tally(hit: bool) -> None:
             tally.misses += 1
 
 
+MISSING = object()
+"""What ``ReadSnapshot.lookup`` returns when the answer is not cached."""
+
+
 class _Busy(Exception):
     """A writer holds the pipeline's file (or it changed while being copied): keep the previous copy."""
 
@@ -249,6 +253,44 @@ class ReadSnapshot:
         finally:
             self._release(generation)
 
+    def lookup(self, name: str, args: tuple[Any, ...], tables: Sequence[str] = ()) -> Any:
+        """A cached ``derived`` answer of the copy served now, or ``MISSING``: no I/O, no refresh (the poll thread
+        and the next miss bring a new copy in), so it is safe on the event loop."""
+        found = self._fresh_entry(self._derived_key(name, args, tables))
+        if found is not MISSING:
+            _tally(True)
+        return found
+
+    def derived(self, name: str, args: tuple[Any, ...], compute: Callable[[], Any],
+                tables: Sequence[str] = ()) -> Any:
+        """``compute()`` (an answer built from ``read_rows``: a sorted page source, a forecast path, a response
+        body), cached like a read: per copy, at most ``cache.ttl_minutes`` old, dropped as soon as a newer copy is
+        swapped in, within ``cache.max_size_mb``, never when the cache is off or one of ``tables`` is kept out of
+        it. Callers must not modify what it returns (it is shared). On PostgreSQL there is no copy to key on:
+        computed every time."""
+        if self._direct is not None:
+            return compute()
+        self.refresh(blocking=False)
+        found = self.lookup(name, args, tables)
+        if found is not MISSING:
+            return found
+        key = self._derived_key(name, args, tables)
+        if key is not None:
+            _tally(False)
+        value = compute()
+        if key is not None:
+            self._store(key, value)
+        return value
+
+    def _derived_key(self, name: str, args: tuple[Any, ...], tables: Sequence[str]) -> Any:
+        if self._direct is not None:
+            return None
+        generation = self._current
+        if (not self._cache_limit_bytes or generation.connection is None
+                or any(table in self._uncached_tables for table in tables)):
+            return None
+        return (generation.number, "derived", name, args)
+
     def health(self) -> tuple[bool, str]:
         """Whether the store is readable, in one sentence."""
         if self._direct is not None:
@@ -348,24 +390,29 @@ class ReadSnapshot:
         return key
 
     def _cached(self, key: Any) -> pd.DataFrame | None:
+        frame = self._fresh_entry(key)
+        return None if frame is MISSING else frame.copy()
+
+    def _fresh_entry(self, key: Any) -> Any:
+        """The cached value under ``key`` unless it is older than the TTL (then dropped), or ``MISSING``."""
         if key is None:
-            return None
+            return MISSING
         with self._lock:
             entry = self._cache.get(key)
             if entry is None:
-                return None
-            frame, _, stored_at = entry
+                return MISSING
+            value, _, stored_at = entry
             if self.clock() - stored_at > self._cache_ttl_seconds:
                 self._drop(key)
-                return None
+                return MISSING
             self._cache.move_to_end(key)
             self.cache_hits += 1
-        return frame.copy()
+        return value
 
-    def _store(self, key: Any, frame: pd.DataFrame) -> None:
+    def _store(self, key: Any, frame: Any) -> None:
         if key is None:
             return
-        size = int(frame.memory_usage(index=True, deep=True).sum())
+        size = _size_of(frame)
         if size > self._cache_limit_bytes // 8:
             return
         with self._lock:
@@ -526,6 +573,19 @@ class ReadSnapshot:
             if values is not frame[column.name]:
                 frame[column.name] = values
         return frame
+
+
+def _size_of(value: Any) -> int:
+    """Bytes a cached answer holds (frames measured deeply; a tuple or list by its parts)."""
+    if isinstance(value, pd.DataFrame):
+        return int(value.memory_usage(index=True, deep=True).sum())
+    if isinstance(value, bytes | str):
+        return 64 + len(value)
+    if isinstance(value, tuple | list):
+        return 64 + sum(_size_of(part) for part in value)
+    if isinstance(value, dict):
+        return 64 + sum(_size_of(part) for part in value.values()) + 64 * len(value)
+    return 64
 
 
 def _remove_orphans(base: Path, prefix: str) -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from serving import queries
-from serving.deps import IsoDateTime, KnownSymbol, SnapshotDep, parse_window
+from serving.deps import IsoDateTime, KnownSymbol, SnapshotDep, cached_json, parse_window
 from serving.models import Forecast, ForecastSummary
 from serving.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from serving.security import require_reader
@@ -24,28 +24,36 @@ Window = Annotated[
 
 
 @router.get("/predictions", response_model=Page[ForecastSummary], summary="Forecasts of every symbol, newest first")
-def list_predictions(
+async def list_predictions(
     snapshot: SnapshotDep, since: Since = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
-) -> Page[ForecastSummary]:
+) -> Response:
     start = queries.as_instant(since) if since else None
-    rows, next_cursor = queries.forecast_summaries(snapshot, start, limit, cursor)
-    pruned = queries.pruned_span("predictions", queries.pruned_partitions(snapshot, "predictions", start=start))
-    return Page[ForecastSummary](items=[ForecastSummary(**row) for row in rows], next_cursor=next_cursor, limit=limit,
-                                 pruned=pruned)
+
+    def build() -> Page[ForecastSummary]:
+        rows, next_cursor = queries.forecast_summaries(snapshot, start, limit, cursor)
+        pruned = queries.pruned_span("predictions", queries.pruned_partitions(snapshot, "predictions", start=start))
+        return Page[ForecastSummary](items=[ForecastSummary(**row) for row in rows], next_cursor=next_cursor,
+                                     limit=limit, pruned=pruned)
+
+    return await cached_json(snapshot, "GET /predictions", (start, limit, cursor), build, ("predictions",))
 
 
 @router.get("/predictions/{symbol}", response_model=Forecast,
             summary="A symbol's newest forecast path with its intervals (or the one as of `window`)")
-def symbol_prediction(symbol: KnownSymbol, snapshot: SnapshotDep, window: Window = None) -> Forecast:
+async def symbol_prediction(symbol: KnownSymbol, snapshot: SnapshotDep, window: Window = None) -> Response:
     as_of = parse_window(window)
-    found = queries.forecast(snapshot, symbol, as_of)
-    if found is None:
-        pruned = queries.pruned_partitions(snapshot, "predictions", symbol, as_of, as_of)
-        if len(pruned):
-            subject = f"The forecast of {symbol} as of {window} was" if window else \
-                f"Every stored forecast of {symbol} was"
-            raise HTTPException(410, queries.pruned_sentence(subject, "predictions", pruned))
-        when = f"as of {window}" if window else "yet"
-        raise HTTPException(404, f"There is no forecast of {symbol} {when}; list the stored ones with GET "
-                                 "/predictions.")
-    return Forecast(**found)
+
+    def build() -> Forecast:
+        found = queries.forecast(snapshot, symbol, as_of)
+        if found is None:
+            pruned = queries.pruned_partitions(snapshot, "predictions", symbol, as_of, as_of)
+            if len(pruned):
+                subject = f"The forecast of {symbol} as of {window} was" if window else \
+                    f"Every stored forecast of {symbol} was"
+                raise HTTPException(410, queries.pruned_sentence(subject, "predictions", pruned))
+            when = f"as of {window}" if window else "yet"
+            raise HTTPException(404, f"There is no forecast of {symbol} {when}; list the stored ones with GET "
+                                     "/predictions.")
+        return Forecast(**found)
+
+    return await cached_json(snapshot, "GET /predictions/{symbol}", (symbol, as_of), build, ("predictions",))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from serving import queries
-from serving.deps import KnownSymbol, SnapshotDep
+from serving.deps import KnownSymbol, SnapshotDep, cached_json
 from serving.models import Recommendation
 from serving.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from serving.security import require_reader
@@ -26,17 +26,25 @@ def _page(snapshot: Any, symbol: str | None, active: bool | None, limit: int, cu
                                 pruned=pruned)
 
 
+async def _cached_page(snapshot: Any, symbol: str | None, active: bool | None, limit: int, cursor: str | None
+                       ) -> Response:
+    return await cached_json(
+        snapshot, "GET /recommendations", (symbol, active, limit, cursor),
+        lambda: _page(snapshot, symbol, active, limit, cursor), ("trade_recommendations",),
+    )
+
+
 @router.get("/recommendations", response_model=Page[Recommendation], summary="Trade recommendations, newest first")
-def list_recommendations(
+async def list_recommendations(
     snapshot: SnapshotDep, active: Active = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
-) -> Page[Recommendation]:
-    return _page(snapshot, None, active, limit, cursor)
+) -> Response:
+    return await _cached_page(snapshot, None, active, limit, cursor)
 
 
 @router.get("/recommendations/{symbol}", response_model=Page[Recommendation],
             summary="A symbol's trade recommendations, newest first")
-def symbol_recommendations(
+async def symbol_recommendations(
     symbol: KnownSymbol, snapshot: SnapshotDep, active: Active = None, limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-) -> Page[Recommendation]:
-    return _page(snapshot, symbol, active, limit, cursor)
+) -> Response:
+    return await _cached_page(snapshot, symbol, active, limit, cursor)

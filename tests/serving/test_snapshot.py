@@ -14,7 +14,7 @@ import pytest
 from lstm_pipeline.market.calendar import NEW_YORK
 from lstm_pipeline.settings import CacheSettings, Settings
 from lstm_pipeline.storage import SCHEMA_VERSION, database_at
-from serving.snapshot import ReadSnapshot
+from serving.snapshot import MISSING, ReadSnapshot
 from tests.serving.conftest import populate
 
 
@@ -166,6 +166,47 @@ def test_cached_answers_are_copies_expire_with_the_ttl_and_go_with_new_data(tmp_
 
     _write_bar(db_path, "AAPL", "2025-01-02 09:30", 102.0)
     assert snapshot.read_rows("market_bars")["close"].tolist() == [102.0]
+
+
+def test_derived_answers_are_computed_once_per_copy_expire_with_the_ttl_and_go_with_new_data(tmp_path, snapshot_of):
+    db_path = tmp_path / "pipeline.duckdb"
+    _write_bar(db_path, "AAPL", "2025-01-02 09:30", 100.0)
+    clock = Clock()
+    snapshot = snapshot_of(db_path, clock=clock, settings={"cache": CacheSettings(ttl_minutes=1)})
+    computed: list[float] = []
+
+    def close_body() -> bytes:
+        close = float(snapshot.read_rows("market_bars")["close"].iloc[0])
+        computed.append(close)
+        return f"{close}".encode()
+
+    assert snapshot.lookup("close", ("AAPL",), ("market_bars",)) is MISSING
+    assert snapshot.derived("close", ("AAPL",), close_body, ("market_bars",)) == b"100.0"
+    assert snapshot.derived("close", ("AAPL",), close_body, ("market_bars",)) == b"100.0"
+    assert snapshot.lookup("close", ("AAPL",), ("market_bars",)) == b"100.0"
+    assert computed == [100.0]
+    assert snapshot.derived("close", ("MSFT",), close_body, ("market_bars",)) == b"100.0"  # other args: computed
+    assert computed == [100.0, 100.0]
+
+    clock.now += 61  # past the TTL
+    assert snapshot.lookup("close", ("AAPL",), ("market_bars",)) is MISSING
+    snapshot.derived("close", ("AAPL",), close_body, ("market_bars",))
+    assert len(computed) == 3
+
+    _write_bar(db_path, "AAPL", "2025-01-02 09:30", 102.0)
+    assert snapshot.derived("close", ("AAPL",), close_body, ("market_bars",)) == b"102.0"
+
+
+def test_derived_answers_from_predictions_are_not_cached_when_the_prediction_cache_is_off(tmp_path, snapshot_of):
+    db_path = tmp_path / "pipeline.duckdb"
+    _write_bar(db_path, "AAPL", "2025-01-02 09:30", 100.0)
+    snapshot = snapshot_of(db_path, settings={"cache": CacheSettings(enable_prediction_cache=False)})
+    calls: list[str] = []
+    for _ in range(2):
+        snapshot.derived("p", (), lambda: calls.append("p") or b"x", ("predictions",))
+        snapshot.derived("b", (), lambda: calls.append("b") or b"x", ("market_bars",))
+    assert calls == ["p", "b", "p"]
+    assert snapshot.lookup("p", (), ("predictions",)) is MISSING
 
 
 def test_closing_deletes_the_private_copies(tmp_path, snapshot_of):
