@@ -168,6 +168,9 @@ class ApiSettings(_Section):
     """How often the dashboard page reloads its data."""
     snapshot_poll_seconds: float = Field(0.5, gt=0, le=60)
     """How often the service checks the DuckDB file for a new materialization (see serving/snapshot.py)."""
+    snapshot_min_copy_seconds: float = Field(0.5, ge=0, le=60)
+    """Requests bring in a new copy of the DuckDB file at most this often (the poll thread is not held back): a
+    writer committing many times a second costs one copy and one cold cache per interval, not per commit."""
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ApiSettings:

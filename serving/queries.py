@@ -165,12 +165,8 @@ def forecast_summaries(snapshot: Any, since: pd.Timestamp | None, limit: int, cu
 
 
 def forecast(snapshot: Any, symbol: str, window: pd.Timestamp | None) -> dict[str, Any] | None:
-    """The forecast of ``symbol`` as of ``window`` (its newest when None), path ordered by horizon step."""
-    return snapshot.derived("forecast", (symbol, window), lambda: _forecast(snapshot, symbol, window),
-                            tables=("predictions",))
-
-
-def _forecast(snapshot: Any, symbol: str, window: pd.Timestamp | None) -> dict[str, Any] | None:
+    """The forecast of ``symbol`` as of ``window`` (its newest when None), path ordered by horizon step (not cached
+    itself: the endpoint caches the JSON body built from it)."""
     if window is None:
         where = ["symbol = ?", "as_of_window = (SELECT max(as_of_window) FROM predictions WHERE symbol = ?)"]
         params: list[object] = [symbol, symbol]

@@ -22,10 +22,13 @@ service wait. So on the DuckDB backend the service never queries the pipeline's 
   variable the service sets per request) whether the cache answered it.
 
 Freshness: an answer reflects every write committed before the request, unless a writer held the file at that
-moment; then it reflects the state before that writer's transaction, and the next read after the writer lets go
-(or the poll thread within ``snapshot_poll_seconds``) serves the new state. ``freshness_bound_seconds`` (poll
-interval + 1.5 s + 10 x the longest copy's lock hold) is the stated bound on how much older than the last completed
-materialization an answer may be.
+moment or the served copy is younger than ``api.snapshot_min_copy_seconds`` (0.5 s: requests bring in at most one
+copy per interval, so a writer committing many times a second costs one copy and one cold cache per interval, not
+per commit); then it reflects the state of the served copy, and the next read after the writer lets go and the
+interval has passed (or the poll thread within ``snapshot_poll_seconds``) serves the new state. Answers built from
+the copy (``derived``) are built once: concurrent requests for the same answer wait for the first.
+``freshness_bound_seconds`` (poll interval + 1.5 s + 10 x the longest copy's lock hold) is the stated bound on how
+much older than the last completed materialization an answer may be.
 ``as_of`` is the last moment the served copy was known to equal the file. Memory: DuckDB's buffer pool over the
 copy is capped at ``cache.max_size_mb`` and so is the answer cache; the copy itself costs disk (the file's size),
 and each change costs one copy (time proportional to the file's size: the price of never blocking a writer for
@@ -167,6 +170,7 @@ class ReadSnapshot:
         *,
         poll_seconds: float | None = None,
         busy_retry_seconds: float = 0.02,
+        min_copy_seconds: float | None = None,
         snapshot_dir: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -175,6 +179,10 @@ class ReadSnapshot:
             poll_seconds if poll_seconds is not None else getattr(self.settings.api, "snapshot_poll_seconds", 0.5)
         )
         self.busy_retry_seconds = busy_retry_seconds
+        self.min_copy_seconds = float(
+            min_copy_seconds if min_copy_seconds is not None
+            else getattr(self.settings.api, "snapshot_min_copy_seconds", 0.5)
+        )
         self.clock = clock
         self._direct = self._direct_database(self.settings)
         self.path = Path(self.settings.db_path).expanduser()
@@ -198,6 +206,8 @@ class ReadSnapshot:
         self._cache: OrderedDict[Any, tuple[pd.DataFrame, int, float]] = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit_bytes = int(cache.max_size_mb * 1e6) if cache.enable_data_cache else 0
+        self._building: dict[Any, threading.Lock] = {}  # derived answers being computed, one lock each
+        self._copied_at = -float("inf")  # when the served copy was made (clock time); None-file generations excluded
         self._cache_ttl_seconds = cache.ttl_minutes * 60.0
         self._uncached_tables = frozenset() if cache.enable_prediction_cache else frozenset({"predictions"})
         self.cache_hits = 0
@@ -271,16 +281,27 @@ class ReadSnapshot:
         if self._direct is not None:
             return compute()
         self.refresh(blocking=False)
-        found = self.lookup(name, args, tables)
-        if found is not MISSING:
-            return found
         key = self._derived_key(name, args, tables)
-        if key is not None:
-            _tally(False)
-        value = compute()
-        if key is not None:
-            self._store(key, value)
-        return value
+        if key is None:
+            return compute()
+        # One computation per answer: requests arriving while it is built wait for it instead of each building it
+        # (after every new copy, a burst of requests would otherwise compete for the CPU with the same work).
+        with self._lock:
+            gate = self._building.setdefault(key, threading.Lock())
+        try:
+            with gate:
+                found = self._fresh_entry(key)
+                if found is not MISSING:
+                    _tally(True)
+                    return found
+                _tally(False)
+                value = compute()
+                self._store(key, value)
+                return value
+        finally:
+            with self._lock:
+                if self._building.get(key) is gate and not gate.locked():
+                    del self._building[key]
 
     def _derived_key(self, name: str, args: tuple[Any, ...], tables: Sequence[str]) -> Any:
         if self._direct is not None:
@@ -357,6 +378,8 @@ class ReadSnapshot:
                 return False
             if now < self._spaced_until or (not blocking and now < self._busy_until):
                 return False
+            if not blocking and now - self._copied_at < self.min_copy_seconds:
+                return False  # requests bring in one copy per min_copy_seconds; the poll thread catches up
             try:
                 fresh = self._copy(identity)
             except _Busy:
@@ -369,6 +392,8 @@ class ReadSnapshot:
                 return False
             self._problem = None
             self._swap(fresh)
+            if fresh.connection is not None:
+                self._copied_at = now
             # Hold the writers' file at most 1/(factor+1) of the time, however big the file: the next copy waits.
             hold = self.lock_hold_seconds_last or 0.0
             if hold > _NEGLIGIBLE_HOLD_SECONDS:

@@ -89,7 +89,7 @@ def test_a_missing_file_reads_empty_and_is_healthy_until_the_first_write_appears
 def test_each_write_is_seen_by_the_next_read_and_moves_the_generation(tmp_path, snapshot_of):
     db_path = tmp_path / "pipeline.duckdb"
     _write_bar(db_path, "AAPL", "2025-01-02 09:30", 100.0)
-    snapshot = snapshot_of(db_path)
+    snapshot = snapshot_of(db_path, min_copy_seconds=0)
     assert snapshot.read_rows("market_bars")["close"].tolist() == [100.0]
     first = snapshot.generation
 
@@ -97,6 +97,27 @@ def test_each_write_is_seen_by_the_next_read_and_moves_the_generation(tmp_path, 
     assert snapshot.read_rows("market_bars")["close"].tolist() == [101.0]
     assert snapshot.generation > first
     assert snapshot.as_of is not None and snapshot.as_of.tz is not None
+
+
+def test_requests_bring_in_at_most_one_copy_per_min_copy_seconds_and_the_poll_catches_up(tmp_path, snapshot_of):
+    db_path = tmp_path / "pipeline.duckdb"
+    _write_bar(db_path, "AAPL", "2025-01-02 09:30", 100.0)
+    clock = Clock()
+    snapshot = snapshot_of(db_path, clock=clock, min_copy_seconds=0.25)
+    assert snapshot.read_rows("market_bars")["close"].tolist() == [100.0]
+    copies = snapshot.copies
+
+    _write_bar(db_path, "AAPL", "2025-01-02 09:30", 101.0)
+    clock.now += 0.1  # a commit right after the last copy: requests keep the copy they have
+    assert snapshot.read_rows("market_bars")["close"].tolist() == [100.0]
+    assert snapshot.copies == copies
+    clock.now += 0.2  # the interval has passed: the next request copies
+    assert snapshot.read_rows("market_bars")["close"].tolist() == [101.0]
+    assert snapshot.copies == copies + 1
+
+    _write_bar(db_path, "AAPL", "2025-01-02 09:30", 102.0)
+    assert snapshot.refresh()  # the poll thread's refresh is not held back
+    assert snapshot.read_rows("market_bars")["close"].tolist() == [102.0]
 
 
 def test_a_writer_holding_the_file_never_makes_a_read_wait_and_its_commit_shows_up_after(tmp_path, snapshot_of):
@@ -165,6 +186,7 @@ def test_cached_answers_are_copies_expire_with_the_ttl_and_go_with_new_data(tmp_
     assert snapshot.cache_hits == 1
 
     _write_bar(db_path, "AAPL", "2025-01-02 09:30", 102.0)
+    clock.now += 1  # past snapshot_min_copy_seconds
     assert snapshot.read_rows("market_bars")["close"].tolist() == [102.0]
 
 
@@ -194,6 +216,7 @@ def test_derived_answers_are_computed_once_per_copy_expire_with_the_ttl_and_go_w
     assert len(computed) == 3
 
     _write_bar(db_path, "AAPL", "2025-01-02 09:30", 102.0)
+    clock.now += 1  # past snapshot_min_copy_seconds
     assert snapshot.derived("close", ("AAPL",), close_body, ("market_bars",)) == b"102.0"
 
 
