@@ -344,8 +344,13 @@ def goal_verdict(results: dict[tuple[str, bool], dict], rate: float) -> list[str
 
 
 def main() -> None:
-    rate = float(sys.argv[1]) if len(sys.argv) > 1 else 200.0
-    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("rate", nargs="?", type=float, default=200.0, help="requests per second (default 200)")
+    parser.add_argument("seconds", nargs="?", type=float, default=10.0, help="seconds per scenario (default 10)")
+    args = parser.parse_args()
+    rate, seconds = args.rate, args.seconds
     workdir = Path(tempfile.mkdtemp(prefix="bench_api_"))
     try:
         base = workdir / "base.duckdb"

@@ -1,15 +1,18 @@
 """Backup and verified restore of a year-long store: seconds, size against the raw DuckDB file, throughput.
 
 The store holds N symbols x one year of 15-minute session windows (default 10 x 2025) in every chain table,
-synthesized directly (no training; ``tests/operations/synthetic.py``: 4 forecast rows per as-of window instead of
-the live 130, so predictions and validations hold 4 rows per bar). Measured:
+synthesized directly (no training; ``tests/operations/synthetic.py``), with the live chain's 130 forecast and
+validation rows per window (``--horizon-steps``), so predictions and validations are the size a real year makes.
+Measured:
 
 - full backup (every table, zstd Parquet, AES-256-GCM), then its verification (restore into a scratch DuckDB,
   compare row counts and checksums);
 - an incremental backup of one session's windows (what the nightly backup does after a normal day);
 - a whole-store restore (new file, verified, swapped in).
 
-Run: ``python benchmarks/bench_backup.py [--symbols 10] [--start 2025-01-02] [--end 2026-01-01]``.
+Run: ``python benchmarks/bench_backup.py [--symbols 10] [--start 2025-01-02] [--end 2026-01-01] [--horizon-steps 130]``
+(about 5 minutes and a peak of 17 GiB of memory on 2 cores at the defaults: 17 million rows, the largest
+tables 8.4 million each, handled one table at a time).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--start", default="2025-01-02")
     parser.add_argument("--end", default="2026-01-01")
+    parser.add_argument("--horizon-steps", type=int, default=130)
     args = parser.parse_args()
     symbols = TICKERS[: args.symbols]
     with tempfile.TemporaryDirectory(prefix="bench-backup-") as folder:
@@ -57,7 +61,7 @@ def main() -> None:
 
         started = time.perf_counter()
         session = windows(args.start, args.end)
-        rows = chain_rows(symbols, session)
+        rows = chain_rows(symbols, session, horizon_steps=args.horizon_steps)
         write_chain(settings.db_path, rows)
         total_rows = sum(len(frame) for frame in rows.values())
         print(f"store: {len(symbols)} symbols x {len(session)} windows = {len(symbols) * len(session)} partitions, "

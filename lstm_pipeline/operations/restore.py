@@ -177,10 +177,19 @@ def _restore_table(
     )
 
 
-def _read_current(store: PipelineDatabase, names: list[str]) -> dict[str, pd.DataFrame] | None:
-    """Every table of ``names`` as the current store holds it (a missing file reads as empty); None if unreadable."""
+def _readable(store: PipelineDatabase) -> bool:
+    """Whether the current store can be read (a missing file reads as empty)."""
     try:
-        return {name: store.read_rows(name) for name in names}
+        store.read_rows("pruned_partitions")
+    except StorageError:
+        return False
+    return True
+
+
+def _read_table(store: PipelineDatabase, name: str) -> pd.DataFrame | None:
+    """``name`` as the current store holds it; None if it cannot be read."""
+    try:
+        return store.read_rows(name)
     except StorageError:
         return None
 
@@ -248,54 +257,74 @@ def restore(
         raise refusal(reason)
     backups = _chosen_backups(settings, as_of)
     asked = [table] if table is not None else [name for name in TABLES if name not in NOT_BACKED_UP]
-    loaded = [load_backup(settings, info.path, asked) for info in backups]
-    current = _read_current(store, [name for name in TABLES if name != "schema_version"])
-    if current is None and table is not None:
+    # One table at a time (its rows from every chosen backup and the current store, written, checksummed, then
+    # let go): a year of 10 symbols is ~17 million rows, and holding every table of every backup at once took more
+    # than 24 GiB. The backups' partitions and pruned records are small and read once.
+    bases = [load_backup(settings, info.path, []) for info in backups]
+    current_readable = _readable(store)
+    if not current_readable and table is not None:
         raise OperationError(
             f"The store {settings.db_path} cannot be read, so its other tables cannot be kept around a one-table "
             "restore; restore the whole store instead (no --table)."
         )
 
-    restored: dict[str, pd.DataFrame] = {}
+    def current_of(name: str) -> pd.DataFrame | None:
+        return _read_table(store, name) if current_readable else None
+
+    restored: dict[str, pd.DataFrame] = {}  # per restored table, its rows' partition columns only
+    expected: dict[str, dict[str, object]] = {}
     carried_rows: dict[str, int] = {}
     not_restored: dict[str, int] = {}
     used: set[int] = set()
     windows: list[pd.DataFrame] = []
-    for name in asked:
-        if not any(name in backup.tables and (name in WINDOW_COLUMNS or backup.manifest.get("full"))
-                   for backup in loaded):
-            continue  # no backup holds this table: carried over whole below
-        result = _restore_table(name, loaded, None if current is None else current[name], keep_unheld=as_of is None)
-        restored[name] = result.rows
-        used |= set(result.owned["backup"])
-        if result.unheld_rows:
-            carried_rows[name] = result.unheld_rows
-        if as_of is not None and result.unheld_partitions:
-            not_restored[name] = result.unheld_partitions
-        if name in WINDOW_COLUMNS:
-            windows.append(result.owned[holding_columns(name)].set_axis(["symbol", "window_start"], axis=1))
-    if table is not None and table not in restored:
-        raise OperationError(f"No backup chosen holds table {table}; make a backup of it first.")
-
-    carried = {
-        name: frame for name, frame in (current or {}).items() if name not in restored and name != "pruned_partitions"
-    }
-    pruned = _pruned_after(None if current is None else current["pruned_partitions"], loaded, restored)
-    contents = {**carried, **restored}
-    if pruned is not None:
-        contents["pruned_partitions"] = pruned
 
     db_path = Path(settings.db_path)
     stamp = (pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)).strftime("%Y%m%dT%H%M%S%f")
     new_path = db_path.with_name(f"{db_path.name}.restoring-{stamp}")
     new_path.unlink(missing_ok=True)
     previous: Path | None = None
+
+    def write(name: str, frame: pd.DataFrame) -> None:
+        write_tables(new_path, {name: frame})
+        expected[name] = {"rows": len(frame), "content_checksum": content_checksum(as_read(frame, name))}
+
     try:
-        write_tables(new_path, contents)
-        expected = {
-            name: {"rows": len(frame), "content_checksum": content_checksum(as_read(frame, name))}
-            for name, frame in contents.items()
-        }
+        for name in asked:
+            if not any(name in base.manifest["tables"] and (name in WINDOW_COLUMNS or base.manifest.get("full"))
+                       for base in bases):
+                continue  # no backup holds this table: carried over whole below
+            loaded = [
+                LoadedBackup(manifest=base.manifest, partitions=base.partitions, pruned=base.pruned,
+                             tables=load_backup(settings, info.path, [name]).tables)
+                for base, info in zip(bases, backups, strict=True)
+            ]
+            result = _restore_table(name, loaded, current_of(name), keep_unheld=as_of is None)
+            del loaded
+            write(name, result.rows)
+            restored[name] = result.rows[["symbol", WINDOW_COLUMNS[name]]] if name in WINDOW_COLUMNS else result.rows[[]]
+            used |= set(result.owned["backup"])
+            if result.unheld_rows:
+                carried_rows[name] = result.unheld_rows
+            if as_of is not None and result.unheld_partitions:
+                not_restored[name] = result.unheld_partitions
+            if name in WINDOW_COLUMNS:
+                windows.append(result.owned[holding_columns(name)].set_axis(["symbol", "window_start"], axis=1))
+            del result
+        if table is not None and table not in restored:
+            raise OperationError(f"No backup chosen holds table {table}; make a backup of it first.")
+
+        carried = [
+            name for name in TABLES
+            if name not in restored and name not in ("schema_version", "pruned_partitions") and current_readable
+        ]
+        for name in carried:
+            frame = current_of(name)
+            if frame is not None:
+                write(name, frame)
+        pruned = _pruned_after(current_of("pruned_partitions"), bases, restored)
+        if pruned is not None:
+            write("pruned_partitions", pruned)
+
         problems, counts = compare_tables(new_path, expected, f"The restored file {new_path.name}")
         if problems:
             raise OperationError(f"{problems[0]} The store was left unchanged; report this as a bug.")
@@ -317,7 +346,7 @@ def restore(
         carried_over=sorted(carried),
         carried_over_rows=carried_rows,
         partitions_not_restored=not_restored,
-        current_store_readable=current is not None,
+        current_store_readable=current_readable,
     )
 
 

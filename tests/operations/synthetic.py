@@ -15,10 +15,12 @@ HORIZON_STEPS = 4
 
 
 def chain_rows(
-    symbols: Sequence[str], windows: Sequence[pd.Timestamp], *, seed: int = 0, price_shift: float = 0.0
+    symbols: Sequence[str], windows: Sequence[pd.Timestamp], *, seed: int = 0, price_shift: float = 0.0,
+    horizon_steps: int = HORIZON_STEPS,
 ) -> dict[str, pd.DataFrame]:
     """Rows of market_bars, predictions, validations, accuracy_metrics, trade_recommendations, trade_outcomes and
-    alerts for every symbol x window (``price_shift`` makes a second version of the same partitions differ)."""
+    alerts for every symbol x window (``price_shift`` makes a second version of the same partitions differ;
+    ``horizon_steps`` forecast and validation rows per window: 130 is the live week ahead)."""
     rng = np.random.default_rng(seed)
     grid = pd.MultiIndex.from_product([list(symbols), list(windows)], names=["symbol", "window_start"]).to_frame(
         index=False
@@ -30,9 +32,9 @@ def chain_rows(
         volume=rng.integers(1_000, 100_000, n), vwap=close, trade_count=rng.integers(10, 1_000, n),
         source="simulated(seed=0)", rejected_check=None, rejected_reason=None,
     )
-    steps = np.tile(np.arange(1, HORIZON_STEPS + 1), n)
-    origin = grid.loc[grid.index.repeat(HORIZON_STEPS)].reset_index(drop=True)
-    last = np.repeat(close, HORIZON_STEPS)
+    steps = np.tile(np.arange(1, horizon_steps + 1), n)
+    origin = grid.loc[grid.index.repeat(horizon_steps)].reset_index(drop=True)
+    last = np.repeat(close, horizon_steps)
     predicted = last + rng.normal(0, 0.5, len(origin))
     predictions = pd.DataFrame(
         {
