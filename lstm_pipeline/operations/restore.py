@@ -301,7 +301,8 @@ def restore(
             result = _restore_table(name, loaded, current_of(name), keep_unheld=as_of is None)
             del loaded
             write(name, result.rows)
-            restored[name] = result.rows[["symbol", WINDOW_COLUMNS[name]]] if name in WINDOW_COLUMNS else result.rows[[]]
+            keys = ["symbol", WINDOW_COLUMNS[name]] if name in WINDOW_COLUMNS else []
+            restored[name] = result.rows[keys]
             used |= set(result.owned["backup"])
             if result.unheld_rows:
                 carried_rows[name] = result.unheld_rows
