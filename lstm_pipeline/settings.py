@@ -300,7 +300,11 @@ class WorkflowSettings(_Section):
     allow_short: bool = False
     """Whether a recommendation may short (sell at the predicted high before the predicted low)."""
     skill_mase_max: float = Field(1.0, gt=0)
-    """A model recommends trades only while its recent MASE (against the naive forecast) is below this."""
+    """A model recommends a trade only while its recent MASE (against the naive forecast) at the horizon the trade
+    exits is below this."""
+    max_holding_windows: int = Field(130, ge=1, le=672)
+    """A recommended trade exits at most this many 15-minute windows after its as-of window (130: the week ahead;
+    26: within a trading day)."""
     reprediction_cooldown_minutes: int = Field(60, ge=0)
     """After a reprediction of a symbol, no other for the same symbol and cause within this many minutes."""
     max_repredictions_per_tick: int = Field(5, ge=1)

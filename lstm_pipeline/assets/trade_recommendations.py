@@ -6,9 +6,9 @@ run scores every stored buy/short whose exit window is one of the run's windows,
 (partitioned by that exit window, ``scored_window``), in the same transaction: re-running replaces both exactly.
 
 The skill gate reads the model's recent MASE from ``accuracy_metrics``: span ``week`` (the last 130 validated
-targets), horizon bucket ``1_day`` (26 steps ahead, the middle of the holding periods a week-ahead path
-recommends), the newest row at or before each as-of window and at most ``MASE_MAX_AGE`` older: an older one, or
-none, is no evidence and holds the trade back. The asset is thin: it reads through the store, calls
+targets), every horizon bucket (the gate judges a trade at the bucket of its exit: ``trading.recommendations``),
+the newest row at or before each as-of window and at most ``MASE_MAX_AGE`` older: an older one, or none, is no
+evidence and holds the trade back. The asset is thin: it reads through the store, calls
 ``recommend_trades`` and ``score_recommendations`` once for the whole run, and writes once.
 """
 
@@ -26,6 +26,7 @@ from lstm_pipeline.trading.recommendations import BUY, NO_TRADE, SHORT
 
 MASE_SPAN = "week"
 MASE_HORIZON_BUCKET = "1_day"
+"""The bucket a row without a trade reports; a trade is judged at its exit's bucket."""
 MASE_MAX_AGE = pd.Timedelta(days=7)
 """A week-span MASE older than this shares no validated target with the as-of window: no evidence."""
 
@@ -41,16 +42,17 @@ def _among(frame: pd.DataFrame, window_column: str, keys: set[tuple[str, pd.Time
     return frame[pd.Series(mask, index=frame.index, dtype=bool)]
 
 
-def recent_mase(store: PipelineStore, wanted: dict[str, list[pd.Timestamp]]) -> dict[tuple[str, pd.Timestamp], float]:
-    """(symbol, as_of_window) -> the newest ``accuracy_metrics`` MASE known as of it (missing: no entry)."""
+def recent_mase(store: PipelineStore, wanted: dict[str, list[pd.Timestamp]]
+                ) -> dict[tuple[str, pd.Timestamp], dict[str, float]]:
+    """(symbol, as_of_window) -> {horizon bucket: the newest ``accuracy_metrics`` MASE known as of it} (a bucket
+    with none is missing)."""
     symbols = sorted(wanted)
     first = min(window for windows in wanted.values() for window in windows)
     last = max(window for windows in wanted.values() for window in windows)
     metrics = store.read_rows(
         "accuracy_metrics",
-        where=[_in("symbol", symbols), "span = ?", "horizon_bucket = ?", "window_start >= ?", "window_start <= ?",
-               "mase IS NOT NULL"],
-        params=[*symbols, MASE_SPAN, MASE_HORIZON_BUCKET, first - MASE_MAX_AGE, last],
+        where=[_in("symbol", symbols), "span = ?", "window_start >= ?", "window_start <= ?", "mase IS NOT NULL"],
+        params=[*symbols, MASE_SPAN, first - MASE_MAX_AGE, last],
     )
     if metrics.empty:
         return {}
@@ -58,15 +60,19 @@ def recent_mase(store: PipelineStore, wanted: dict[str, list[pd.Timestamp]]) -> 
         [(symbol, window) for symbol, windows in wanted.items() for window in windows], columns=["symbol", "as_of"]
     )
     origins["as_of"] = pd.to_datetime(origins["as_of"], utc=True)
-    known = metrics[["symbol", "window_start", "mase"]].assign(
+    origins = origins.sort_values("as_of")
+    known = metrics[["symbol", "window_start", "horizon_bucket", "mase"]].assign(
         symbol=metrics["symbol"].astype(str), window_start=pd.to_datetime(metrics["window_start"], utc=True)
     )
-    matched = pd.merge_asof(
-        origins.sort_values("as_of"), known.sort_values("window_start"), left_on="as_of", right_on="window_start",
-        by="symbol", direction="backward", tolerance=MASE_MAX_AGE,
-    ).dropna(subset=["mase"])
-    return {(symbol, pd.Timestamp(as_of)): float(mase)
-            for symbol, as_of, mase in zip(matched["symbol"], matched["as_of"], matched["mase"], strict=True)}
+    found: dict[tuple[str, pd.Timestamp], dict[str, float]] = {}
+    for bucket, rows in known.groupby("horizon_bucket", sort=True):
+        matched = pd.merge_asof(
+            origins, rows[["symbol", "window_start", "mase"]].sort_values("window_start"), left_on="as_of",
+            right_on="window_start", by="symbol", direction="backward", tolerance=MASE_MAX_AGE,
+        ).dropna(subset=["mase"])
+        for symbol, as_of, mase in zip(matched["symbol"], matched["as_of"], matched["mase"], strict=True):
+            found.setdefault((symbol, pd.Timestamp(as_of)), {})[str(bucket)] = float(mase)
+    return found
 
 
 def _trades_markdown(recommended: pd.DataFrame, limit: int = 20) -> str:

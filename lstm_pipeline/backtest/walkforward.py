@@ -63,7 +63,6 @@ if TYPE_CHECKING:
 
 SKILL_SPAN = "week"
 SKILL_SPAN_WINDOWS = 130
-SKILL_BUCKET = "1_day"
 """The skill gate's MASE: the same span and bucket the ``trade_recommendations`` asset reads from
 ``accuracy_metrics`` (the last 130 validated targets, 26 steps ahead), computed at every origin."""
 WEEK_SESSIONS = 5
@@ -416,17 +415,19 @@ def _with_scores(predictions: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFram
     return out
 
 
-def skill_mase(validations: pd.DataFrame, origins: pd.DataFrame) -> dict[tuple[str, pd.Timestamp], float]:
-    """(symbol, as_of_window) -> the walk-forward MASE the skill gate reads at that origin: ``accuracy_metrics``
-    over the validations whose targets are the last 130 session windows up to it (bucket ``1_day``)."""
+def skill_mase(validations: pd.DataFrame, origins: pd.DataFrame
+               ) -> dict[tuple[str, pd.Timestamp], dict[str, float]]:
+    """(symbol, as_of_window) -> {horizon bucket: the walk-forward MASE the skill gate reads at that origin}:
+    ``accuracy_metrics`` over the validations whose targets are the last 130 session windows up to it."""
     wanted = origins.rename(columns={"as_of_window": "window_start"})[["symbol", "window_start"]]
     metrics = accuracy_metrics(validations, wanted, spans={SKILL_SPAN: SKILL_SPAN_WINDOWS}).rows
-    chosen = metrics[(metrics["horizon_bucket"] == SKILL_BUCKET) & metrics["mase"].notna()]
+    chosen = metrics[metrics["mase"].notna()]
     stamps = as_new_york(chosen["window_start"])
-    return {
-        (str(symbol), pd.Timestamp(window)): float(mase)
-        for symbol, window, mase in zip(chosen["symbol"], stamps, chosen["mase"], strict=True)
-    }
+    found: dict[tuple[str, pd.Timestamp], dict[str, float]] = {}
+    for symbol, window, bucket, mase in zip(chosen["symbol"], stamps, chosen["horizon_bucket"], chosen["mase"],
+                                            strict=True):
+        found.setdefault((str(symbol), pd.Timestamp(window)), {})[str(bucket)] = float(mase)
+    return found
 
 
 def _winkler(bands: Any | None, lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, alpha: float) -> np.ndarray:

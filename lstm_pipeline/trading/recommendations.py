@@ -1,7 +1,8 @@
 """Trade recommendations from week-ahead forecasts: one row per (symbol, as_of_window), a trade or the rule that
 held it back. Pure (frames and settings in, rows out), batched over every origin of a run. No Dagster.
 
-The trade is the best single round trip the forecast path offers. The path starts at the as-of window's own close
+The trade is the best single round trip the forecast path offers, exiting at most
+``workflow.max_holding_windows`` windows ahead. The path starts at the as-of window's own close
 (a known price: buying or shorting now is allowed) followed by the predicted closes of the target windows. A long
 buys at the lowest point before the highest point after it: for every exit window the entry is the lowest price
 before it, and the exit is the one with the largest gain (ties: the earliest exit, the latest entry, the
@@ -10,9 +11,12 @@ predicted return wins. The predicted return is taken net of ``workflow.round_tri
 
 The rules, in the order they are applied (the first that fails is ``held_back_by``):
 
-1. ``no_skill_evidence`` / ``skill``: the model's recent MASE must exist and be below ``workflow.skill_mase_max``
-   by more than float rounding (a naive-equal forecast's MASE comes out as 0.9999999999 as often as 1.0);
-   a model that does not beat the naive last-price forecast never recommends (the row says so, with its MASE).
+1. ``no_skill_evidence`` / ``skill``: the model's recent MASE **at the horizon the trade exits** must exist and
+   be below ``workflow.skill_mase_max`` by more than float rounding (a naive-equal forecast's MASE comes out as
+   0.9999999999 as often as 1.0); a model that does not beat the naive last-price forecast there never recommends
+   (the row says so, with its MASE). The horizon is the first bucket at or beyond the exit step (``1_step``,
+   ``1_hour`` up to 4 steps, ``1_day`` up to 26, ``1_week`` beyond): a model that beats naive one day ahead but not
+   one week ahead (a recursive model extrapolating a short trend, say) gets no trade that exits days later.
 2. ``flat_path``: the path must rise after some point (or fall, with shorts); a path that never does offers no
    trade at all. Checked before the profit rule, otherwise it could never show at a positive minimum profit.
 3. ``min_profit``: the net predicted return must be at least ``min_profit_percent`` (percent).
@@ -25,6 +29,7 @@ An origin the caller expected (``origins``) with no forecast rows gets a ``no_fo
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,17 +67,37 @@ def _when(stamp: pd.Timestamp) -> str:
     return pd.Timestamp(stamp).strftime("%Y-%m-%d %H:%M")
 
 
-def _mase_of(recent_mase: Mapping[Hashable, float | None], symbol: str, as_of: pd.Timestamp) -> float | None:
+SKILL_BUCKET_DEFAULT = "1_day"
+"""The horizon bucket whose MASE a row without a trade (a flat path, no forecast) reports."""
+
+
+def exit_bucket(step: int) -> str:
+    """The horizon bucket a trade exiting ``step`` windows ahead is judged by: the first at or beyond the step."""
+    if step <= 1:
+        return "1_step"
+    if step <= 4:
+        return "1_hour"
+    if step <= 26:
+        return "1_day"
+    return "1_week"
+
+
+def _mase_of(recent_mase: Mapping[Hashable, Any], symbol: str, as_of: pd.Timestamp,
+             bucket: str = SKILL_BUCKET_DEFAULT) -> float | None:
     """Per (symbol, as_of_window) when given (a backfill: each origin sees only what was known as of it), else per
-    symbol; a missing or non-finite value is no evidence."""
+    symbol; a value is one MASE for every horizon or a mapping of horizon bucket to MASE. A missing or non-finite
+    value is no evidence."""
     value = recent_mase.get((symbol, as_of), recent_mase.get(symbol))
+    if isinstance(value, Mapping):
+        value = value.get(bucket)
     if value is None or pd.isna(value) or not np.isfinite(float(value)):
         return None
     return float(value)
 
 
-def _mase_or_nan(recent_mase: Mapping[Hashable, float | None], symbol: str, as_of: pd.Timestamp) -> float:
-    value = _mase_of(recent_mase, symbol, as_of)
+def _mase_or_nan(recent_mase: Mapping[Hashable, Any], symbol: str, as_of: pd.Timestamp,
+                 bucket: str = SKILL_BUCKET_DEFAULT) -> float:
+    value = _mase_of(recent_mase, symbol, as_of, bucket)
     return float("nan") if value is None else value
 
 
@@ -147,14 +172,15 @@ def _padded(values: np.ndarray, group: np.ndarray, position: np.ndarray, shape: 
 
 def recommend_trades(
     forecasts: pd.DataFrame,
-    recent_mase: Mapping[Hashable, float | None],
+    recent_mase: Mapping[Hashable, Any],
     settings: Settings,
     origins: Iterable[tuple[str, pd.Timestamp]] | None = None,
 ) -> pd.DataFrame:
     """One ``trade_recommendations`` row per (symbol, as_of_window) of ``forecasts`` (prediction rows: target_window,
     predicted_close, last_close, confidence, confidence_level, model_version) and of ``origins``.
 
-    ``recent_mase`` maps a symbol, or a (symbol, as_of_window), to the model's recent MASE (None: not known yet).
+    ``recent_mase`` maps a symbol, or a (symbol, as_of_window), to the model's recent MASE (None: not known yet),
+    one for every horizon or a mapping of horizon bucket to MASE (the gate reads the trade's exit bucket).
     Held-back rows still carry the best trade the path offered (entry, exit, predicted return) where there is one,
     so a reader sees how far it was from the rules. Vectorized over origins (one array per path position); only the
     reason sentences are written one origin at a time.
@@ -203,6 +229,9 @@ def recommend_trades(
     origin_ns = as_of_all[first_rows]
     windows[:, 0] = origin_ns
 
+    hold = settings.workflow.max_holding_windows + 1  # position 0 is the as-of close
+    if prices.shape[1] > hold:  # exits at most max_holding_windows ahead
+        prices, confidence, windows = prices[:, :hold], confidence[:, :hold], windows[:, :hold]
     gross, entry, exit_ = _best_round_trips(prices, rising=True)
     is_short = np.zeros(n_origins, dtype=bool)
     if settings.workflow.allow_short:
@@ -228,8 +257,10 @@ def recommend_trades(
     origin_stamps = _new_york_stamps(origin_ns)
     symbols = names[symbol_code[first_rows]] if n_rows else np.array([], dtype=object)
     as_of_list = list(origin_stamps)
-    mase = np.array([_mase_or_nan(recent_mase, s, w) for s, w in zip(symbols.tolist(), as_of_list, strict=True)],
-                    dtype=np.float64)
+    buckets = [SKILL_BUCKET_DEFAULT if is_flat else exit_bucket(int(step)) for is_flat, step in zip(
+        flat.tolist(), exit_.tolist(), strict=True)]
+    mase = np.array([_mase_or_nan(recent_mase, s, w, b)
+                     for s, w, b in zip(symbols.tolist(), as_of_list, buckets, strict=True)], dtype=np.float64)
     level_known = scored & pd.notna(trade_level)
     trade_level = np.where(level_known, trade_level, None)
 
@@ -258,14 +289,14 @@ def recommend_trades(
     for i, (symbol, why) in enumerate(zip(symbols.tolist(), held.tolist(), strict=True)):
         if why == NO_SKILL_EVIDENCE:
             reasons.append(
-                f"No recent MASE for {symbol}'s model yet, so nothing shows it beats the naive last-price forecast: "
-                "no trade until its forecasts have been validated."
+                f"No recent MASE for {symbol}'s model at the {buckets[i].replace('_', ' ')} horizon yet, so nothing "
+                "shows it beats the naive last-price forecast there: no trade until its forecasts have been validated."
             )
             continue
         if why == NO_SKILL:
             reasons.append(
-                f"{symbol}'s model does not beat the naive last-price forecast (recent MASE {mase[i]:.2f} >= "
-                f"{limit:.2f}): no trade."
+                f"{symbol}'s model does not beat the naive last-price forecast at the {buckets[i].replace('_', ' ')} "
+                f"horizon its best trade exits at (recent MASE {mase[i]:.2f} >= {limit:.2f}): no trade."
             )
             continue
         if why == FLAT_PATH:
@@ -328,7 +359,7 @@ def _empty_recommendations() -> pd.DataFrame:
 
 def _with_missing_origins(
     out: pd.DataFrame,
-    recent_mase: Mapping[Hashable, float | None],
+    recent_mase: Mapping[Hashable, Any],
     origins: Iterable[tuple[str, pd.Timestamp]] | None,
     seen: set[tuple[str, int]],
 ) -> pd.DataFrame:

@@ -44,7 +44,9 @@ CONFIG = {
     "symbols": [SYMBOL],
     "min_profit_percent": 0.1,
     "confidence_threshold": 0.0,
-    "workflow": {"skill_mase_max": 100.0},
+    # Exits within a day: the skill gate judges a trade at its exit's horizon, and 34 windows never validate a
+    # week-ahead target, so longer trades would all be held back for want of evidence.
+    "workflow": {"skill_mase_max": 100.0, "max_holding_windows": 26},
     "market_data": {"source": "simulated", "simulation_seed": SEED},
 }
 

@@ -11,7 +11,7 @@ from lstm_pipeline.backtest.walkforward import SKILL_SPAN_WINDOWS
 from lstm_pipeline.evaluation.accuracy import HORIZON_BUCKETS
 from lstm_pipeline.market.calendar import session_windows
 from lstm_pipeline.settings import Settings
-from lstm_pipeline.trading.recommendations import NO_SKILL_EVIDENCE, NO_TRADE
+from lstm_pipeline.trading.recommendations import NO_SKILL_EVIDENCE, NO_TRADE, exit_bucket
 from tests.backtest.conftest import RETRAIN_EVERY, TRAIN_SESSIONS, sim_history
 
 pytestmark = pytest.mark.slow
@@ -97,13 +97,21 @@ def test_the_skill_gate_reads_only_the_mase_known_at_each_origin(backtest):
     first = recommendations.sort_values("as_of_window").groupby("symbol").head(26)
     assert (first["held_back_by"] == NO_SKILL_EVIDENCE).all()  # nothing validated one day ahead yet
     validations = backtest.validations
-    day = validations[(validations["horizon_step"] == 26) & (validations["status"] != "invalid")]
-    known = recommendations[recommendations["recent_mase"].notna()]
+    counted = validations[validations["status"] != "invalid"]
+    known = recommendations[recommendations["recent_mase"].notna() & recommendations["exit_window"].notna()]
     assert len(known) > 0
-    for row in known.sample(5, random_state=0).itertuples():
+    for row in known.sample(8, random_state=0).itertuples():
         calendar = session_windows(row.as_of_window - pd.Timedelta(days=30), row.as_of_window + pd.Timedelta(minutes=1))
         span = calendar[-SKILL_SPAN_WINDOWS:]
-        mine = day[(day["symbol"] == row.symbol) & day["target_window"].isin(span)]
+        # The gate reads the MASE of the bucket the trade exits in (the first at or beyond its exit step).
+        ahead = session_windows(row.as_of_window + pd.Timedelta(minutes=15), row.exit_window + pd.Timedelta(minutes=1))
+        step = {"1_step": 1, "1_hour": 4, "1_day": 26}.get(exit_bucket(len(ahead)))
+        if step is None:  # 1_week: the target one week of wall-clock time ahead
+            horizon = counted[pd.to_datetime(counted["target_window"]).dt.tz_localize(None)
+                              - pd.to_datetime(counted["as_of_window"]).dt.tz_localize(None) == pd.Timedelta(days=7)]
+        else:
+            horizon = counted[counted["horizon_step"] == step]
+        mine = horizon[(horizon["symbol"] == row.symbol) & horizon["target_window"].isin(span)]
         assert mine["target_window"].max() <= row.as_of_window
         expected = (np.abs(mine["predicted_close"] - mine["actual_close"]).sum()
                     / np.abs(mine["last_close"] - mine["actual_close"]).sum())

@@ -101,10 +101,37 @@ def test_the_confidence_gate_uses_the_lower_of_entry_and_exit_and_holds_back_an_
 def test_a_model_that_does_not_beat_naive_never_recommends_and_says_so(mase):
     row = only(recommend_trades(forecast([97, 110]), {"AAPL": mase}, SETTINGS))  # a 13% move, confident
     assert row["action"] == "none" and row["held_back_by"] == "skill" and row["recent_mase"] == mase
-    assert row["reason"] == (
-        f"AAPL's model does not beat the naive last-price forecast (recent MASE {mase:.2f} >= 1.00): no trade."
+    assert row["reason"] == (  # buy at step 1, sell at step 2: judged at the 1-hour horizon
+        f"AAPL's model does not beat the naive last-price forecast at the 1 hour horizon its best trade exits at "
+        f"(recent MASE {mase:.2f} >= 1.00): no trade."
     )
     assert row["predicted_return_pct"] > 10  # the trade it would have been is still shown
+
+
+@pytest.mark.parametrize(("exit_step", "bucket"), [(1, "1_step"), (4, "1_hour"), (5, "1_day"), (26, "1_day"),
+                                                  (27, "1_week"), (130, "1_week")])
+def test_the_skill_gate_judges_a_trade_at_the_horizon_it_exits(exit_step, bucket):
+    # Skilled one day ahead, worse than naive one week ahead (a recursive model extrapolating a short trend).
+    mase = {"AAPL": {"1_step": 0.9, "1_hour": 0.9, "1_day": 0.9, "1_week": 1.3}}
+    path = [99.0] * (exit_step - 1) + [110.0] + [99.0] * min(3, 130 - exit_step)  # the best exit: exit_step
+    row = only(recommend_trades(forecast(path), mase, SETTINGS))
+    assert row["exit_window"] == target(exit_step)
+    if bucket == "1_week":
+        assert row["action"] == "none" and row["held_back_by"] == "skill" and row["recent_mase"] == 1.3
+        assert "at the 1 week horizon its best trade exits at (recent MASE 1.30 >= 1.00)" in row["reason"]
+    else:
+        assert row["action"] == "buy" and row["recent_mase"] == 0.9
+    missing = {"AAPL": {other: 0.9 for other in mase["AAPL"] if other != bucket}}
+    row = only(recommend_trades(forecast(path), missing, SETTINGS))
+    assert row["held_back_by"] == "no_skill_evidence"
+    assert f"at the {bucket.replace('_', ' ')} horizon yet" in row["reason"]
+
+
+def test_a_trade_exits_at_most_max_holding_windows_ahead():
+    path = [101.0, 103.0, 102.0, 108.0]  # the best exit is step 4 (108); within 2 windows it is step 2 (103)
+    assert only(recommend_trades(forecast(path), GOOD_MASE, SETTINGS))["exit_window"] == target(4)
+    row = only(recommend_trades(forecast(path), GOOD_MASE, with_workflow(max_holding_windows=2)))
+    assert row["action"] == "buy" and row["exit_window"] == target(2) and row["exit_price"] == 103.0
 
 
 def test_no_mase_yet_is_no_evidence_of_skill_and_skill_is_checked_first():
@@ -291,6 +318,7 @@ def test_the_skill_gate_reads_the_newest_week_mase_known_as_of_each_origin(store
     wanted = {"AAPL": [monday - pd.Timedelta(minutes=15), monday, tuesday - pd.Timedelta(minutes=15), tuesday],
               "MSFT": [monday]}
     assert recent_mase(store, wanted) == {  # nothing before Monday 10:00; no MASE from the future; none stale
-        ("AAPL", monday): 0.9, ("AAPL", tuesday - pd.Timedelta(minutes=15)): 0.9, ("AAPL", tuesday): 1.4,
+        ("AAPL", monday): {"1_day": 0.9}, ("AAPL", tuesday - pd.Timedelta(minutes=15)): {"1_day": 0.9},
+        ("AAPL", tuesday): {"1_day": 1.4, "1_step": 0.2},
     }
     assert recent_mase(PipelineStore.for_path(store.duckdb.database + ".absent"), wanted) == {}
