@@ -71,15 +71,13 @@ SKILL_BUCKET_DEFAULT = "1_day"
 """The horizon bucket whose MASE a row without a trade (a flat path, no forecast) reports."""
 
 
+_EXIT_BUCKETS = ((1, "1_step"), (4, "1_hour"), (26, "1_day"))
+"""(last step, bucket) of the fixed-step buckets; a later exit is judged at ``1_week``."""
+
+
 def exit_bucket(step: int) -> str:
     """The horizon bucket a trade exiting ``step`` windows ahead is judged by: the first at or beyond the step."""
-    if step <= 1:
-        return "1_step"
-    if step <= 4:
-        return "1_hour"
-    if step <= 26:
-        return "1_day"
-    return "1_week"
+    return next((bucket for last, bucket in _EXIT_BUCKETS if step <= last), "1_week")
 
 
 def _mase_of(recent_mase: Mapping[Hashable, Any], symbol: str, as_of: pd.Timestamp,
@@ -257,8 +255,11 @@ def recommend_trades(
     origin_stamps = _new_york_stamps(origin_ns)
     symbols = names[symbol_code[first_rows]] if n_rows else np.array([], dtype=object)
     as_of_list = list(origin_stamps)
-    buckets = [SKILL_BUCKET_DEFAULT if is_flat else exit_bucket(int(step)) for is_flat, step in zip(
-        flat.tolist(), exit_.tolist(), strict=True)]
+    buckets = np.select(  # exit_bucket of every origin at once (a flat path has no exit)
+        [flat, *(exit_ <= last for last, _ in _EXIT_BUCKETS)],
+        [SKILL_BUCKET_DEFAULT, *(bucket for _, bucket in _EXIT_BUCKETS)],
+        default="1_week",
+    ).tolist()
     mase = np.array([_mase_or_nan(recent_mase, s, w, b)
                      for s, w, b in zip(symbols.tolist(), as_of_list, buckets, strict=True)], dtype=np.float64)
     level_known = scored & pd.notna(trade_level)
