@@ -622,7 +622,9 @@ def restore_model(settings: Settings, symbol: str, version: str | None = None) -
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as archive:
             archive.extractall(staging, filter="data")
         if target.exists():
-            target.rename(target.with_name(f".{symbol}.before-restore-{time.strftime('%Y%m%dT%H%M%S')}"))
+            # Microseconds: two restores within one second must not collide on the kept folder's name.
+            stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%f")
+            target.rename(target.with_name(f".{symbol}.before-restore-{stamp}"))
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

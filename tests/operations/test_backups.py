@@ -135,6 +135,11 @@ def test_model_folders_are_saved_once_per_version(settings, tmp_path):
     assert restore_model(settings, "AAPL", "abc123") == folder
     assert (folder / "model.keras").read_bytes() == b"weights"
     assert json.loads((folder / "model_config.json").read_text()) == {"version": "abc123"}
+    # Restores in quick succession (well within one second) each keep the folder they replace.
+    assert restore_model(settings, "AAPL", "def456") == folder
+    assert restore_model(settings, "AAPL", "abc123") == folder
+    kept = sorted(settings.models_dir.glob(".AAPL.before-restore-*"))
+    assert [(path / "model.keras").read_bytes() for path in kept] == [b"retrained", b"weights", b"retrained"]
     with pytest.raises(OperationError, match="no saved model AAPL/zzz"):
         restore_model(settings, "AAPL", "zzz")
     for symbol, version in (("AAPL", "../../abc123"), ("../AAPL", "abc123")):
