@@ -400,6 +400,15 @@ def load_backup(settings: Settings, backup: str | Path, tables: Iterable[str] | 
     return LoadedBackup(manifest=manifest, tables=frames, partitions=partition_frame(partitions), pruned=pruned)
 
 
+def with_table(settings: Settings, backup: str | Path, loaded: LoadedBackup, table: str) -> LoadedBackup:
+    """``loaded`` (a ``load_backup`` of the same backup) holding ``table``'s rows only (when the backup has the
+    table), authenticated and checked: one table at a time without reading the partitions again."""
+    path = backup_path(settings, backup)
+    entry = loaded.manifest["tables"].get(table)
+    tables = {} if entry is None else {table: _read_file(settings, path, loaded.manifest, table, entry)}
+    return LoadedBackup(manifest=loaded.manifest, tables=tables, partitions=loaded.partitions, pruned=loaded.pruned)
+
+
 def held_partitions(backup: LoadedBackup, table: str) -> pd.DataFrame:
     """The partitions (columns ``holding_columns(table)``) whose rows of ``table`` this backup holds.
 

@@ -39,6 +39,7 @@ from lstm_pipeline.operations.backups import (
     held_partitions,
     list_backups,
     load_backup,
+    with_table,
     write_tables,
 )
 from lstm_pipeline.operations.errors import OperationError
@@ -293,11 +294,7 @@ def restore(
             if not any(name in base.manifest["tables"] and (name in WINDOW_COLUMNS or base.manifest.get("full"))
                        for base in bases):
                 continue  # no backup holds this table: carried over whole below
-            loaded = [
-                LoadedBackup(manifest=base.manifest, partitions=base.partitions, pruned=base.pruned,
-                             tables=load_backup(settings, info.path, [name]).tables)
-                for base, info in zip(bases, backups, strict=True)
-            ]
+            loaded = [with_table(settings, info.path, base, name) for base, info in zip(bases, backups, strict=True)]
             result = _restore_table(name, loaded, current_of(name), keep_unheld=as_of is None)
             del loaded
             write(name, result.rows)
