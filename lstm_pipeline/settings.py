@@ -302,6 +302,9 @@ class WorkflowSettings(_Section):
     skill_mase_max: float = Field(1.0, gt=0)
     """A model recommends a trade only while its recent MASE (against the naive forecast) at the horizon the trade
     exits is below this."""
+    skill_significance: float = Field(0.05, gt=0, le=1)
+    """... and only while that MASE is below 1 by more than chance: its Diebold-Mariano p-value
+    (``accuracy_metrics.skill_p_value``, over the ``month`` span) must be below this. 1 turns the requirement off."""
     max_holding_windows: int = Field(130, ge=1, le=672)
     """A recommended trade exits at most this many 15-minute windows after its as-of window (130: the week ahead;
     26: within a trading day)."""

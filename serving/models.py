@@ -116,6 +116,10 @@ class Recommendation(BaseModel):
     predicted_return_pct: float | None
     confidence: float | None
     confidence_level: str | None
+    recent_mase: float | None = Field(None, description="The skill gate's MASE at the trade's exit horizon (month "
+                                      "span): below 1 beats the naive last-price forecast.")
+    skill_p_value: float | None = Field(None, description="Its Diebold-Mariano p-value (overlap-aware): a trade needs "
+                                        "it below workflow.skill_significance; null: too few validations to tell.")
     held_back_by: str | None
     reason: str
     active: bool = Field(description="A buy or short whose exit window is after the symbol's newest stored bar.")
@@ -132,6 +136,8 @@ class AccuracyMetric(BaseModel):
     mape: float | None
     directional_accuracy: float | None
     mase: float | None
+    skill_p_value: float | None = Field(None, description="One-sided p-value that the model's errors are smaller than "
+                                        "naive's (Diebold-Mariano, overlap-aware); null: too few validations.")
     coverage_80: float | None
     coverage_95: float | None
     trade_success_rate: float | None

@@ -5,10 +5,11 @@ Partition ``AAPL|2025-07-07-10:00`` holds the recommendation made from the forec
 run scores every stored buy/short whose exit window is one of the run's windows, into ``trade_outcomes``
 (partitioned by that exit window, ``scored_window``), in the same transaction: re-running replaces both exactly.
 
-The skill gate reads the model's recent MASE from ``accuracy_metrics``: span ``week`` (the last 130 validated
-targets), every horizon bucket (the gate judges a trade at the bucket of its exit: ``trading.recommendations``),
-the newest row at or before each as-of window and at most ``MASE_MAX_AGE`` older: an older one, or none, is no
-evidence and holds the trade back. The asset is thin: it reads through the store, calls
+The skill gate reads the model's recent MASE and its skill p-value from ``accuracy_metrics``: span ``month`` (the
+last 546 validated targets: a week of overlapping week-ahead errors cannot tell skill from chance), every horizon
+bucket (the gate judges a trade at the bucket of its exit: ``trading.recommendations``), the newest row at or
+before each as-of window and at most ``MASE_MAX_AGE`` older: an older one, or none, is no evidence and holds the
+trade back. The asset is thin: it reads through the store, calls
 ``recommend_trades`` and ``score_recommendations`` once for the whole run, and writes once.
 """
 
@@ -22,13 +23,13 @@ from lstm_pipeline.partitions import market_bars_partitions, requested_windows
 from lstm_pipeline.resources.storage import PipelineStore
 from lstm_pipeline.settings import get_settings
 from lstm_pipeline.trading import recommend_trades, score_recommendations
-from lstm_pipeline.trading.recommendations import BUY, NO_TRADE, SHORT
+from lstm_pipeline.trading.recommendations import BUY, NO_TRADE, SHORT, SKILL_COLUMNS, SKILL_SPAN
 
-MASE_SPAN = "week"
+MASE_SPAN = SKILL_SPAN
 MASE_HORIZON_BUCKET = "1_day"
 """The bucket a row without a trade reports; a trade is judged at its exit's bucket."""
 MASE_MAX_AGE = pd.Timedelta(days=7)
-"""A week-span MASE older than this shares no validated target with the as-of window: no evidence."""
+"""A skill figure older than this is stale (the chain computes one every window): no evidence."""
 
 
 def _in(column: str, values: list[str]) -> str:
@@ -42,10 +43,11 @@ def _among(frame: pd.DataFrame, window_column: str, keys: set[tuple[str, pd.Time
     return frame[pd.Series(mask, index=frame.index, dtype=bool)]
 
 
-def recent_mase(store: PipelineStore, wanted: dict[str, list[pd.Timestamp]]
-                ) -> dict[tuple[str, pd.Timestamp], dict[str, float]]:
-    """(symbol, as_of_window) -> {horizon bucket: the newest ``accuracy_metrics`` MASE known as of it} (a bucket
-    with none is missing)."""
+def recent_mase(store: PipelineStore, wanted: dict[str, list[pd.Timestamp]]) -> pd.DataFrame:
+    """The skill table ``recommend_trades`` reads (``SKILL_COLUMNS``): per (symbol, as_of_window) of ``wanted`` and
+    horizon bucket, the newest ``accuracy_metrics`` MASE and skill p-value known as of it (a bucket with none has
+    no row)."""
+    empty = pd.DataFrame({name: pd.Series(dtype=object) for name in SKILL_COLUMNS})
     symbols = sorted(wanted)
     first = min(window for windows in wanted.values() for window in windows)
     last = max(window for windows in wanted.values() for window in windows)
@@ -55,24 +57,27 @@ def recent_mase(store: PipelineStore, wanted: dict[str, list[pd.Timestamp]]
         params=[*symbols, MASE_SPAN, first - MASE_MAX_AGE, last],
     )
     if metrics.empty:
-        return {}
+        return empty
     origins = pd.DataFrame(
         [(symbol, window) for symbol, windows in wanted.items() for window in windows], columns=["symbol", "as_of"]
     )
     origins["as_of"] = pd.to_datetime(origins["as_of"], utc=True)
     origins = origins.sort_values("as_of")
-    known = metrics[["symbol", "window_start", "horizon_bucket", "mase"]].assign(
+    known = metrics[["symbol", "window_start", "horizon_bucket", "mase", "skill_p_value"]].assign(
         symbol=metrics["symbol"].astype(str), window_start=pd.to_datetime(metrics["window_start"], utc=True)
     )
-    found: dict[tuple[str, pd.Timestamp], dict[str, float]] = {}
+    found = []
     for bucket, rows in known.groupby("horizon_bucket", sort=True):
         matched = pd.merge_asof(
-            origins, rows[["symbol", "window_start", "mase"]].sort_values("window_start"), left_on="as_of",
-            right_on="window_start", by="symbol", direction="backward", tolerance=MASE_MAX_AGE,
+            origins, rows[["symbol", "window_start", "mase", "skill_p_value"]].sort_values("window_start"),
+            left_on="as_of", right_on="window_start", by="symbol", direction="backward", tolerance=MASE_MAX_AGE,
         ).dropna(subset=["mase"])
-        for symbol, as_of, mase in zip(matched["symbol"], matched["as_of"], matched["mase"], strict=True):
-            found.setdefault((symbol, pd.Timestamp(as_of)), {})[str(bucket)] = float(mase)
-    return found
+        found.append(pd.DataFrame({
+            "symbol": matched["symbol"], "as_of_window": matched["as_of"], "horizon_bucket": str(bucket),
+            "mase": matched["mase"].astype("float64"),
+            "skill_p_value": pd.to_numeric(matched["skill_p_value"], errors="coerce").astype("float64"),
+        }))
+    return pd.concat(found, ignore_index=True) if found else empty
 
 
 def _trades_markdown(recommended: pd.DataFrame, limit: int = 20) -> str:

@@ -8,12 +8,12 @@ bar before the block, and also after any session at whose end the retraining sen
 (``evaluation.lifecycle.first_retrain``; ``retrain_rule=False`` turns that off). Then, over all the forecasts at
 once, the live chain runs as it would have window by window: interval adaptation
 (``forecasting.bands.adapt_intervals``), validation (``validate_predictions``), confidence (``confidence_scores``),
-the skill gate's MASE (``accuracy_metrics``, span ``week``, bucket ``1_day``, as the ``trade_recommendations`` asset
-reads it), recommendations (``recommend_trades``) and their scoring (``score_recommendations``). Every step is
-vectorized over all origins (integer-key joins, no per-origin pandas work), and the bucketed figures read only the
-rows that can fall in a horizon bucket (``bucket_candidates``). ``tests/backtest/test_agreement.py`` runs the same
-bars through the Dagster chain window by window and checks forecasts, intervals, confidence, validations and
-recommendations agree to 1e-9.
+the skill gate's evidence (``accuracy_metrics``' MASE and skill p-value, span ``month``, every bucket, as the
+``trade_recommendations`` asset reads it), recommendations (``recommend_trades``) and their scoring
+(``score_recommendations``). Every step is vectorized over all origins (integer-key joins, no per-origin pandas
+work), and the bucketed figures read only the rows that can fall in a horizon bucket (``bucket_candidates``).
+``tests/backtest/test_agreement.py`` runs the same bars through the Dagster chain window by window and checks
+forecasts, intervals, confidence, validations and recommendations agree to 1e-9.
 
 Why one pass per step is honest: each of those functions is walk-forward by timestamps (a forecast as of W reads
 bars up to W, validations of targets up to W (before W for confidence, which the chain computes before it
@@ -41,6 +41,7 @@ import pandas as pd
 
 from lstm_pipeline.evaluation.accuracy import (
     HORIZON_BUCKETS,
+    SPAN_WINDOWS,
     accuracy_metrics,
     confidence_separates,
     error_by_confidence,
@@ -55,16 +56,12 @@ from lstm_pipeline.forecasting.batch import forecast_windows
 from lstm_pipeline.forecasting.training import TrainingDataError, TrainingSettings
 from lstm_pipeline.market.calendar import WINDOW
 from lstm_pipeline.settings import Settings
-from lstm_pipeline.trading.recommendations import HELD_BACK_RULES, NO_TRADE, recommend_trades
+from lstm_pipeline.trading.recommendations import HELD_BACK_RULES, NO_TRADE, SKILL_SPAN, recommend_trades
 from lstm_pipeline.trading.scoring import score_recommendations
 
 if TYPE_CHECKING:
     from lstm_pipeline.forecasting.store import LoadedModel
 
-SKILL_SPAN = "week"
-SKILL_SPAN_WINDOWS = 130
-"""The skill gate's MASE: the same span and bucket the ``trade_recommendations`` asset reads from
-``accuracy_metrics`` (the last 130 validated targets, 26 steps ahead), computed at every origin."""
 WEEK_SESSIONS = 5
 """Sessions after the training span the history must still hold: one week to forecast and validate."""
 HORIZONS = ("week",)
@@ -415,19 +412,20 @@ def _with_scores(predictions: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFram
     return out
 
 
-def skill_mase(validations: pd.DataFrame, origins: pd.DataFrame
-               ) -> dict[tuple[str, pd.Timestamp], dict[str, float]]:
-    """(symbol, as_of_window) -> {horizon bucket: the walk-forward MASE the skill gate reads at that origin}:
-    ``accuracy_metrics`` over the validations whose targets are the last 130 session windows up to it."""
+def skill_mase(validations: pd.DataFrame, origins: pd.DataFrame) -> pd.DataFrame:
+    """The skill table the gate reads at every origin (``trading.recommendations.SKILL_COLUMNS``: symbol,
+    as_of_window, horizon_bucket, mase, skill_p_value): ``accuracy_metrics`` over the validations whose targets are
+    the last ``SKILL_SPAN`` session windows up to the origin, as the ``trade_recommendations`` asset reads it."""
     wanted = origins.rename(columns={"as_of_window": "window_start"})[["symbol", "window_start"]]
-    metrics = accuracy_metrics(validations, wanted, spans={SKILL_SPAN: SKILL_SPAN_WINDOWS}).rows
+    metrics = accuracy_metrics(validations, wanted, spans={SKILL_SPAN: SPAN_WINDOWS[SKILL_SPAN]}).rows
     chosen = metrics[metrics["mase"].notna()]
-    stamps = as_new_york(chosen["window_start"])
-    found: dict[tuple[str, pd.Timestamp], dict[str, float]] = {}
-    for symbol, window, bucket, mase in zip(chosen["symbol"], stamps, chosen["horizon_bucket"], chosen["mase"],
-                                            strict=True):
-        found.setdefault((str(symbol), pd.Timestamp(window)), {})[str(bucket)] = float(mase)
-    return found
+    return pd.DataFrame({
+        "symbol": chosen["symbol"].to_numpy(dtype=object),
+        "as_of_window": chosen["window_start"].to_numpy(),
+        "horizon_bucket": chosen["horizon_bucket"].to_numpy(dtype=object),
+        "mase": chosen["mase"].to_numpy(dtype=np.float64),
+        "skill_p_value": chosen["skill_p_value"].to_numpy(dtype=np.float64),
+    })
 
 
 def _winkler(bands: Any | None, lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, alpha: float) -> np.ndarray:

@@ -31,6 +31,7 @@ _NOTES = {
     "trade_recommendations, trade_outcomes, alerts level/alert_key/resolved_at",
     4: "operations (issue #10): pruned_partitions; alerts acknowledged/resolved_by/escalated_at, alert_deliveries, "
     "system_metrics",
+    5: "skill gate significance (issue #14): accuracy_metrics.skill_p_value, trade_recommendations.skill_p_value",
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from lstm_pipeline.market.calendar import NEW_YORK
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The layout this code writes and reads. 1: the first layout (predictions had ``window_start`` and
 ``origin_window``; market_bars had no quarantine columns). 2: ``predictions.target_window``, ``origin_window``
 dropped, ``market_bars.rejected_check`` / ``rejected_reason``. 3: the prediction workflow (issue #13):
@@ -21,7 +21,8 @@ dropped, ``market_bars.rejected_check`` / ``rejected_reason``. 3: the prediction
 4: operations (issue #10): ``pruned_partitions`` (what retention deleted, so readers answer "pruned"); issue #14:
 ``accuracy_metrics`` gains the naive and time-of-day bands' coverage and Winkler scores (``*_band_*``); alert
 channels and monitoring (issue #10): ``alerts`` gains ``acknowledged_at``/``acknowledged_by``, ``resolved_by`` and
-``escalated_at``; ``alert_deliveries`` and ``system_metrics`` are added."""
+``escalated_at``; ``alert_deliveries`` and ``system_metrics`` are added. 5: the skill gate's significance (issue
+#14): ``accuracy_metrics.skill_p_value`` and ``trade_recommendations.skill_p_value``."""
 
 _PANDAS_DTYPES = {
     "VARCHAR": "object",
@@ -236,6 +237,9 @@ ACCURACY_METRICS = Table(
         Column("up_move_share", "DOUBLE"),
         Column("mase", "DOUBLE"),
         # Model MAE / naive last-price MAE on the same origins and targets (below 1 beats naive).
+        Column("skill_p_value", "DOUBLE"),
+        # One-sided Diebold-Mariano p-value of "the model's errors are smaller than naive's", overlap-aware (null:
+        # too few validations to tell); the skill gate requires it below ``workflow.skill_significance``.
         Column("coverage_80", "DOUBLE"),
         Column("coverage_95", "DOUBLE"),
         Column("winkler_80", "DOUBLE"),
@@ -280,6 +284,8 @@ TRADE_RECOMMENDATIONS = Table(
         Column("confidence", "DOUBLE"),
         Column("confidence_level", "VARCHAR"),
         Column("recent_mase", "DOUBLE"),
+        Column("skill_p_value", "DOUBLE"),
+        # The skill gate's evidence at the trade's exit horizon: MASE and its p-value (``accuracy_metrics``).
         Column("held_back_by", "VARCHAR"),
         Column("reason", "VARCHAR", nullable=False),
         Column("created_at", "TIMESTAMPTZ", nullable=False, default="current_timestamp"),

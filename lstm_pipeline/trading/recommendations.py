@@ -11,12 +11,16 @@ predicted return wins. The predicted return is taken net of ``workflow.round_tri
 
 The rules, in the order they are applied (the first that fails is ``held_back_by``):
 
-1. ``no_skill_evidence`` / ``skill``: the model's recent MASE **at the horizon the trade exits** must exist and
-   be below ``workflow.skill_mase_max`` by more than float rounding (a naive-equal forecast's MASE comes out as
-   0.9999999999 as often as 1.0); a model that does not beat the naive last-price forecast there never recommends
-   (the row says so, with its MASE). The horizon is the first bucket at or beyond the exit step (``1_step``,
-   ``1_hour`` up to 4 steps, ``1_day`` up to 26, ``1_week`` beyond): a model that beats naive one day ahead but not
-   one week ahead (a recursive model extrapolating a short trend, say) gets no trade that exits days later.
+1. ``no_skill_evidence`` / ``skill`` / ``skill_not_significant``: the model's recent MASE **at the horizon the
+   trade exits** must exist and be below ``workflow.skill_mase_max`` by more than float rounding (a naive-equal
+   forecast's MASE comes out as 0.9999999999 as often as 1.0), and its skill p-value (``skill_p_value`` of
+   ``accuracy_metrics``: a Diebold-Mariano test that accounts for overlapping horizons) must be below
+   ``workflow.skill_significance``: a MASE of 0.9 over a few weeks of week-ahead errors is what a model no better
+   than naive shows by chance, and it must not open the gate. A model that does not beat the naive last-price
+   forecast there, or not clearly, never recommends (the row says so, with its MASE and p-value). The horizon is
+   the first bucket at or beyond the exit step (``1_step``, ``1_hour`` up to 4 steps, ``1_day`` up to 26,
+   ``1_week`` beyond): a model that beats naive one day ahead but not one week ahead (a recursive model
+   extrapolating a short trend, say) gets no trade that exits days later.
 2. ``flat_path``: the path must rise after some point (or fall, with shorts); a path that never does offers no
    trade at all. Checked before the profit rule, otherwise it could never show at a positive minimum profit.
 3. ``min_profit``: the net predicted return must be at least ``min_profit_percent`` (percent).
@@ -29,7 +33,7 @@ An origin the caller expected (``origins``) with no forecast rows gets a ``no_fo
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -44,11 +48,13 @@ BUY, SHORT, NO_TRADE = "buy", "short", "none"
 NO_FORECAST = "no_forecast"
 NO_SKILL_EVIDENCE = "no_skill_evidence"
 NO_SKILL = "skill"
+NOT_SIGNIFICANT = "skill_not_significant"
 FLAT_PATH = "flat_path"
 MIN_PROFIT = "min_profit"
 CONFIDENCE_UNKNOWN = "confidence_unknown"
 LOW_CONFIDENCE = "confidence"
-HELD_BACK_RULES = (NO_FORECAST, NO_SKILL_EVIDENCE, NO_SKILL, FLAT_PATH, MIN_PROFIT, CONFIDENCE_UNKNOWN, LOW_CONFIDENCE)
+HELD_BACK_RULES = (NO_FORECAST, NO_SKILL_EVIDENCE, NO_SKILL, NOT_SIGNIFICANT, FLAT_PATH, MIN_PROFIT,
+                   CONFIDENCE_UNKNOWN, LOW_CONFIDENCE)
 """Every value ``held_back_by`` takes, in rule order."""
 
 RECOMMENDATION_COLUMNS = TRADE_RECOMMENDATIONS.written_columns
@@ -67,6 +73,11 @@ def _when(stamp: pd.Timestamp) -> str:
     return pd.Timestamp(stamp).strftime("%Y-%m-%d %H:%M")
 
 
+SKILL_SPAN = "month"
+"""The ``accuracy_metrics`` span the skill gate reads (the asset and the backtest alike): the last 546 validated
+target windows, about four independent week-ahead errors and twenty day-ahead ones; a ``week`` span holds one
+week-ahead error's worth of evidence and cannot tell skill from chance there."""
+
 SKILL_BUCKET_DEFAULT = "1_day"
 """The horizon bucket whose MASE a row without a trade (a flat path, no forecast) reports."""
 
@@ -80,23 +91,74 @@ def exit_bucket(step: int) -> str:
     return next((bucket for last, bucket in _EXIT_BUCKETS if step <= last), "1_week")
 
 
-def _mase_of(recent_mase: Mapping[Hashable, Any], symbol: str, as_of: pd.Timestamp,
-             bucket: str = SKILL_BUCKET_DEFAULT) -> float | None:
-    """Per (symbol, as_of_window) when given (a backfill: each origin sees only what was known as of it), else per
-    symbol; a value is one MASE for every horizon or a mapping of horizon bucket to MASE. A missing or non-finite
-    value is no evidence."""
+class SkillEvidence(NamedTuple):
+    """What the skill gate reads at one horizon: the recent MASE and its p-value (None or NaN: not known)."""
+
+    mase: float | None
+    p_value: float | None = None
+
+
+SKILL_COLUMNS = ("symbol", "as_of_window", "horizon_bucket", "mase", "skill_p_value")
+"""The columns of a skill table (``recommend_trades``' ``recent_mase`` as a frame): one row per origin and bucket."""
+
+
+def _float_or_nan(value: Any) -> float:
+    if value is None or pd.isna(value):
+        return float("nan")
+    value = float(value)
+    return value if np.isfinite(value) else float("nan")
+
+
+def _evidence_of(recent_mase: Mapping[Hashable, Any], symbol: str, as_of: pd.Timestamp,
+                 bucket: str = SKILL_BUCKET_DEFAULT) -> tuple[float, float]:
+    """(MASE, p-value) from a mapping, NaN where unknown: per (symbol, as_of_window) when given (a backfill: each
+    origin sees only what was known as of it), else per symbol; a value is one ``SkillEvidence`` (or bare MASE) for
+    every horizon or a mapping of horizon bucket to one. A bare MASE has no p-value."""
     value = recent_mase.get((symbol, as_of), recent_mase.get(symbol))
     if isinstance(value, Mapping):
         value = value.get(bucket)
-    if value is None or pd.isna(value) or not np.isfinite(float(value)):
-        return None
-    return float(value)
+    if isinstance(value, tuple):
+        return _float_or_nan(value[0]), _float_or_nan(value[1] if len(value) > 1 else None)
+    return _float_or_nan(value), float("nan")
 
 
-def _mase_or_nan(recent_mase: Mapping[Hashable, Any], symbol: str, as_of: pd.Timestamp,
-                 bucket: str = SKILL_BUCKET_DEFAULT) -> float:
-    value = _mase_of(recent_mase, symbol, as_of, bucket)
-    return float("nan") if value is None else value
+def _evidence(recent_mase: Mapping[Hashable, Any] | pd.DataFrame, symbols: np.ndarray, origin_ns: np.ndarray,
+              buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(MASE, p-value) per origin (symbol, UTC nanoseconds of its as-of window, bucket), NaN where unknown. A skill
+    table (``SKILL_COLUMNS``) is joined on integer keys, every origin at once; a mapping is read origin by origin."""
+    if not isinstance(recent_mase, pd.DataFrame):
+        stamps = _new_york_stamps(origin_ns)
+        pairs = [_evidence_of(recent_mase, symbol, stamp, bucket)
+                 for symbol, stamp, bucket in zip(symbols.tolist(), stamps, buckets.tolist(), strict=True)]
+        values = np.array(pairs, dtype=np.float64).reshape(-1, 2)
+        return values[:, 0], values[:, 1]
+    mase = np.full(len(symbols), np.nan)
+    p_value = np.full(len(symbols), np.nan)
+    table = recent_mase
+    if table.empty or not len(symbols):
+        return mase, p_value
+    names, table_symbol = _symbol_codes(table["symbol"].to_numpy(dtype=object))
+    mine = np.searchsorted(names, np.asarray(symbols, dtype=object).astype(str))
+    mine = np.where((mine < len(names)) & (names[np.minimum(mine, len(names) - 1)] == symbols.astype(str)), mine, -1)
+    bucket_names = np.array([bucket for _, bucket in _EXIT_BUCKETS] + ["1_week"], dtype=object)
+    table_bucket = pd.Index(bucket_names).get_indexer(table["horizon_bucket"].to_numpy(dtype=object))
+    wanted_bucket = pd.Index(bucket_names).get_indexer(buckets)
+    instants, inverse = np.unique(np.concatenate([_utc_ns(table["as_of_window"]), origin_ns]), return_inverse=True)
+    table_at, wanted_at = inverse[: len(table)], inverse[len(table):]
+    width = len(instants) * len(bucket_names)
+    table_key = table_symbol * width + table_bucket * len(instants) + table_at
+    table_key = np.where(table_bucket >= 0, table_key, -1)
+    order = np.argsort(table_key, kind="stable")
+    sorted_key = table_key[order]
+    if (np.diff(sorted_key[sorted_key >= 0]) == 0).any():
+        raise ValueError("The skill table has more than one row for a (symbol, as_of_window, horizon_bucket).")
+    wanted_key = mine * width + wanted_bucket * len(instants) + wanted_at
+    found = np.minimum(np.searchsorted(sorted_key, wanted_key), len(sorted_key) - 1)
+    hit = (sorted_key[found] == wanted_key) & (mine >= 0) & (wanted_bucket >= 0)
+    rows = order[found[hit]]
+    mase[hit] = pd.to_numeric(table["mase"], errors="coerce").to_numpy(dtype=np.float64)[rows]
+    p_value[hit] = pd.to_numeric(table["skill_p_value"], errors="coerce").to_numpy(dtype=np.float64)[rows]
+    return np.where(np.isfinite(mase), mase, np.nan), np.where(np.isfinite(p_value), p_value, np.nan)
 
 
 def _best_round_trips(prices: np.ndarray, rising: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -170,15 +232,17 @@ def _padded(values: np.ndarray, group: np.ndarray, position: np.ndarray, shape: 
 
 def recommend_trades(
     forecasts: pd.DataFrame,
-    recent_mase: Mapping[Hashable, Any],
+    recent_mase: Mapping[Hashable, Any] | pd.DataFrame,
     settings: Settings,
     origins: Iterable[tuple[str, pd.Timestamp]] | None = None,
 ) -> pd.DataFrame:
     """One ``trade_recommendations`` row per (symbol, as_of_window) of ``forecasts`` (prediction rows: target_window,
     predicted_close, last_close, confidence, confidence_level, model_version) and of ``origins``.
 
-    ``recent_mase`` maps a symbol, or a (symbol, as_of_window), to the model's recent MASE (None: not known yet),
-    one for every horizon or a mapping of horizon bucket to MASE (the gate reads the trade's exit bucket).
+    ``recent_mase`` is the skill evidence: a skill table (``SKILL_COLUMNS``: one row per origin and horizon bucket,
+    as the asset and the backtest read it from ``accuracy_metrics``), or a mapping of a symbol, or a (symbol,
+    as_of_window), to a ``SkillEvidence`` (or a bare MASE, which has no p-value), one for every horizon or a mapping
+    of horizon bucket to one (the gate reads the trade's exit bucket). Missing or None: not known yet.
     Held-back rows still carry the best trade the path offered (entry, exit, predicted return) where there is one,
     so a reader sees how far it was from the rules. Vectorized over origins (one array per path position); only the
     reason sentences are written one origin at a time.
@@ -254,31 +318,32 @@ def recommend_trades(
     entry_price, exit_price = prices[index, entry], prices[index, exit_]
     origin_stamps = _new_york_stamps(origin_ns)
     symbols = names[symbol_code[first_rows]] if n_rows else np.array([], dtype=object)
-    as_of_list = list(origin_stamps)
-    buckets = np.select(  # exit_bucket of every origin at once (a flat path has no exit)
+    bucket_of = np.select(  # exit_bucket of every origin at once (a flat path has no exit)
         [flat, *(exit_ <= last for last, _ in _EXIT_BUCKETS)],
         [SKILL_BUCKET_DEFAULT, *(bucket for _, bucket in _EXIT_BUCKETS)],
         default="1_week",
-    ).tolist()
-    mase = np.array([_mase_or_nan(recent_mase, s, w, b)
-                     for s, w, b in zip(symbols.tolist(), as_of_list, buckets, strict=True)], dtype=np.float64)
+    ).astype(object)
+    buckets = bucket_of.tolist()
+    mase, p_value = _evidence(recent_mase, symbols, origin_ns, bucket_of)
     level_known = scored & pd.notna(trade_level)
     trade_level = np.where(level_known, trade_level, None)
 
     limit = settings.workflow.skill_mase_max
+    significance = settings.workflow.skill_significance
     minimum = settings.min_profit_percent
     threshold = settings.confidence_threshold
-    rules = np.array([NO_SKILL_EVIDENCE, NO_SKILL, FLAT_PATH, MIN_PROFIT, CONFIDENCE_UNKNOWN, LOW_CONFIDENCE, None],
-                     dtype=object)
+    rules = np.array([NO_SKILL_EVIDENCE, NO_SKILL, NOT_SIGNIFICANT, FLAT_PATH, MIN_PROFIT, CONFIDENCE_UNKNOWN,
+                      LOW_CONFIDENCE, None], dtype=object)
+    significant = np.ones(n_origins, dtype=bool) if significance >= 1.0 else p_value < significance
     with np.errstate(invalid="ignore"):
         rule = np.select(
-            [np.isnan(mase), ~(mase < limit - _EPSILON), flat, net_pct < minimum - _EPSILON, ~scored,
+            [np.isnan(mase), ~(mase < limit - _EPSILON), ~significant, flat, net_pct < minimum - _EPSILON, ~scored,
              trade_conf < threshold - _EPSILON],
-            [0, 1, 2, 3, 4, 5],
-            default=6,
+            [0, 1, 2, 3, 4, 5, 6],
+            default=7,
         )
     held = rules[rule]
-    trade_held = rule >= 3
+    trade_held = rule >= 4
     needs_when = np.flatnonzero(trade_held & ~flat)
     entry_when = np.full(n_origins, "", dtype=object)
     exit_when = np.full(n_origins, "", dtype=object)
@@ -298,6 +363,15 @@ def recommend_trades(
             reasons.append(
                 f"{symbol}'s model does not beat the naive last-price forecast at the {buckets[i].replace('_', ' ')} "
                 f"horizon its best trade exits at (recent MASE {mase[i]:.2f} >= {limit:.2f}): no trade."
+            )
+            continue
+        if why == NOT_SIGNIFICANT:
+            horizon = buckets[i].replace("_", " ")
+            reasons.append(
+                f"{symbol}'s model beats the naive last-price forecast at the {horizon} horizon its best trade "
+                f"exits at (recent MASE {mase[i]:.2f}) by no more than chance would "
+                + (f"(p = {p_value[i]:.3f}, needs < {significance:g}): no trade." if np.isfinite(p_value[i]) else
+                   "show, as far as its validations there can tell yet (no p-value): no trade.")
             )
             continue
         if why == FLAT_PATH:
@@ -325,13 +399,14 @@ def recommend_trades(
                 f"{f' ({level})' if level else ''}, below the {threshold:.2f} threshold."
             )
         else:
+            evidence = f", p = {p_value[i]:.3f}" if np.isfinite(p_value[i]) else ""
             reasons.append(
                 f"{symbol}: {trade}; confidence {trade_conf[i]:.2f}{f' ({level})' if level else ''}, "
-                f"recent MASE {mase[i]:.2f}."
+                f"recent MASE {mase[i]:.2f}{evidence} at the {buckets[i].replace('_', ' ')} horizon."
             )
 
     nat = np.iinfo(np.int64).min
-    traded = rule == 6
+    traded = rule == len(rules) - 1
     out = pd.DataFrame({
         "symbol": symbols.astype(object),
         "as_of_window": origin_stamps,
@@ -345,6 +420,7 @@ def recommend_trades(
         "confidence": trade_conf,
         "confidence_level": trade_level,
         "recent_mase": mase,
+        "skill_p_value": p_value,
         "held_back_by": held,
         "reason": np.array(reasons, dtype=object),
     }, columns=RECOMMENDATION_COLUMNS)
@@ -360,25 +436,32 @@ def _empty_recommendations() -> pd.DataFrame:
 
 def _with_missing_origins(
     out: pd.DataFrame,
-    recent_mase: Mapping[Hashable, Any],
+    recent_mase: Mapping[Hashable, Any] | pd.DataFrame,
     origins: Iterable[tuple[str, pd.Timestamp]] | None,
     seen: set[tuple[str, int]],
 ) -> pd.DataFrame:
     """``out`` plus a ``no_forecast`` row per expected origin it lacks; typed and sorted by symbol and origin."""
-    extra = []
+    missing = []
     for symbol, as_of in dict.fromkeys((str(s), pd.Timestamp(w)) for s, w in (origins or ())):
         stamp = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
-        if (symbol, stamp.value) in seen:
-            continue
-        extra.append({
+        if (symbol, stamp.value) not in seen:
+            missing.append((symbol, as_of, stamp.value))
+    mase, p_value = _evidence(recent_mase, np.array([m[0] for m in missing], dtype=object),
+                              np.array([m[2] for m in missing], dtype=np.int64),
+                              np.full(len(missing), SKILL_BUCKET_DEFAULT, dtype=object))
+    extra = [
+        {
             "symbol": symbol,
             "as_of_window": as_of,
             "action": NO_TRADE,
-            "recent_mase": _mase_or_nan(recent_mase, symbol, as_of),
+            "recent_mase": mase[i],
+            "skill_p_value": p_value[i],
             "held_back_by": NO_FORECAST,
             "reason": f"No stored forecast for {symbol} as of {_when(as_of)} (not forecast yet, or skipped: see "
             "alerts): no trade.",
-        })
+        }
+        for i, (symbol, as_of, _) in enumerate(missing)
+    ]
     out = _typed(out)
     if extra:
         more = _typed(pd.DataFrame.from_records(extra, columns=RECOMMENDATION_COLUMNS))
@@ -389,7 +472,7 @@ def _with_missing_origins(
 def _typed(out: pd.DataFrame) -> pd.DataFrame:
     for name in ("entry_window", "exit_window", "as_of_window"):
         out[name] = as_utc(out[name]).dt.tz_convert(NEW_YORK).astype(f"datetime64[ns, {NEW_YORK}]")
-    for name in ("entry_price", "exit_price", "predicted_return_pct", "confidence", "recent_mase"):
+    for name in ("entry_price", "exit_price", "predicted_return_pct", "confidence", "recent_mase", "skill_p_value"):
         out[name] = out[name].astype("float64")
     for name in ("symbol", "model_version", "action", "confidence_level", "held_back_by", "reason"):
         out[name] = out[name].astype(object)

@@ -31,6 +31,7 @@ from lstm_pipeline.partitions import market_bars_key
 from lstm_pipeline.resources.market_data import SimulatedMarketData
 from lstm_pipeline.resources.model_store import LocalModelStore, clear_model_cache
 from lstm_pipeline.settings import get_settings
+from lstm_pipeline.trading.recommendations import SKILL_SPAN
 from tests.backtest.conftest import TINY
 from tests.helpers import register_windows
 
@@ -45,8 +46,10 @@ CONFIG = {
     "min_profit_percent": 0.1,
     "confidence_threshold": 0.0,
     # Exits within a day: the skill gate judges a trade at its exit's horizon, and 34 windows never validate a
-    # week-ahead target, so longer trades would all be held back for want of evidence.
-    "workflow": {"skill_mase_max": 100.0, "max_holding_windows": 26},
+    # week-ahead target, so longer trades would all be held back for want of evidence. The significance requirement
+    # is off (the simulated market gives no model a significant edge, so no trade would be made to compare); the
+    # p-values themselves are compared.
+    "workflow": {"skill_mase_max": 100.0, "skill_significance": 1.0, "max_holding_windows": 26},
     "market_data": {"source": "simulated", "simulation_seed": SEED},
 }
 
@@ -184,10 +187,26 @@ def test_the_skill_gate_mase_recommendations_and_outcomes_agree(both):
     chain, result, windows = both
     replay = _known(result.recommendations, windows, "as_of_window")
     keys = ["symbol", "as_of_window"]
-    numbers = ["entry_price", "exit_price", "predicted_return_pct", "confidence", "recent_mase"]
+    numbers = ["entry_price", "exit_price", "predicted_return_pct", "confidence", "recent_mase", "skill_p_value"]
     others = ["action", "held_back_by", "reason", "model_version", "confidence_level"]
     recommended = chain["trade_recommendations"]
     _assert_same(recommended, replay, keys, numbers, others)
     held = set(recommended["held_back_by"].dropna())
     assert {"no_skill_evidence"} <= held and (recommended["action"] != "none").any()  # gate shut, then trades
     assert recommended["recent_mase"].notna().any()
+
+
+def test_the_skill_gates_evidence_agrees_at_every_origin_and_bucket(both):
+    from lstm_pipeline.backtest.walkforward import skill_mase
+
+    chain, result, windows = both
+    stored = chain["accuracy_metrics"]
+    stored = stored[(stored["span"] == SKILL_SPAN) & stored["mase"].notna()].rename(
+        columns={"window_start": "as_of_window"})
+    origins = pd.DataFrame({"symbol": SYMBOL, "as_of_window": sorted(windows)})
+    replay = skill_mase(result.validations, origins)
+    assert sorted(set(stored["horizon_bucket"])) == sorted(set(replay["horizon_bucket"]))
+    for bucket in set(stored["horizon_bucket"]):
+        _assert_same(stored[stored["horizon_bucket"] == bucket], replay[replay["horizon_bucket"] == bucket],
+                     ["symbol", "as_of_window"], ["mase", "skill_p_value"], [])
+    assert stored["skill_p_value"].notna().any()  # short horizons: enough validations for a p-value

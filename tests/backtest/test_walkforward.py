@@ -7,11 +7,10 @@ import pandas as pd
 import pytest
 
 from lstm_pipeline.backtest import BacktestDataError, run_backtest
-from lstm_pipeline.backtest.walkforward import SKILL_SPAN_WINDOWS
-from lstm_pipeline.evaluation.accuracy import HORIZON_BUCKETS
+from lstm_pipeline.evaluation.accuracy import HORIZON_BUCKETS, SPAN_WINDOWS
 from lstm_pipeline.market.calendar import session_windows
 from lstm_pipeline.settings import Settings
-from lstm_pipeline.trading.recommendations import NO_SKILL_EVIDENCE, NO_TRADE, exit_bucket
+from lstm_pipeline.trading.recommendations import NO_SKILL_EVIDENCE, NO_TRADE, SKILL_SPAN, exit_bucket
 from tests.backtest.conftest import RETRAIN_EVERY, TRAIN_SESSIONS, sim_history
 
 pytestmark = pytest.mark.slow
@@ -101,8 +100,8 @@ def test_the_skill_gate_reads_only_the_mase_known_at_each_origin(backtest):
     known = recommendations[recommendations["recent_mase"].notna() & recommendations["exit_window"].notna()]
     assert len(known) > 0
     for row in known.sample(8, random_state=0).itertuples():
-        calendar = session_windows(row.as_of_window - pd.Timedelta(days=30), row.as_of_window + pd.Timedelta(minutes=1))
-        span = calendar[-SKILL_SPAN_WINDOWS:]
+        calendar = session_windows(row.as_of_window - pd.Timedelta(days=45), row.as_of_window + pd.Timedelta(minutes=1))
+        span = calendar[-SPAN_WINDOWS[SKILL_SPAN]:]
         # The gate reads the MASE of the bucket the trade exits in (the first at or beyond its exit step).
         ahead = session_windows(row.as_of_window + pd.Timedelta(minutes=15), row.exit_window + pd.Timedelta(minutes=1))
         step = {"1_step": 1, "1_hour": 4, "1_day": 26}.get(exit_bucket(len(ahead)))

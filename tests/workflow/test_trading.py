@@ -11,11 +11,13 @@ from lstm_pipeline.market.calendar import parse_window_key, week_ahead_windows
 from lstm_pipeline.resources.storage import PipelineStore
 from lstm_pipeline.settings import Settings
 from lstm_pipeline.trading import recommend_trades, score_recommendations
+from lstm_pipeline.trading.recommendations import SkillEvidence
 from tests.helpers import range_tags, register_windows
 
 AS_OF = parse_window_key("2025-07-07-09:30")
 SETTINGS = Settings()  # min_profit_percent 2.0, confidence_threshold 0.6, 10 bps round trip, skill below MASE 1.0
-GOOD_MASE = {"AAPL": 0.8}
+GOOD_MASE = {"AAPL": SkillEvidence(0.8, 0.01)}
+"""Skill: a recent MASE of 0.8 at every horizon, below 1 by more than chance (p = 0.01)."""
 
 
 def with_workflow(**changes) -> Settings:
@@ -112,7 +114,8 @@ def test_a_model_that_does_not_beat_naive_never_recommends_and_says_so(mase):
                                                   (27, "1_week"), (130, "1_week")])
 def test_the_skill_gate_judges_a_trade_at_the_horizon_it_exits(exit_step, bucket):
     # Skilled one day ahead, worse than naive one week ahead (a recursive model extrapolating a short trend).
-    mase = {"AAPL": {"1_step": 0.9, "1_hour": 0.9, "1_day": 0.9, "1_week": 1.3}}
+    good, bad = SkillEvidence(0.9, 0.01), SkillEvidence(1.3, 0.99)
+    mase = {"AAPL": {"1_step": good, "1_hour": good, "1_day": good, "1_week": bad}}
     path = [99.0] * (exit_step - 1) + [110.0] + [99.0] * min(3, 130 - exit_step)  # the best exit: exit_step
     row = only(recommend_trades(forecast(path), mase, SETTINGS))
     assert row["exit_window"] == target(exit_step)
@@ -121,10 +124,54 @@ def test_the_skill_gate_judges_a_trade_at_the_horizon_it_exits(exit_step, bucket
         assert "at the 1 week horizon its best trade exits at (recent MASE 1.30 >= 1.00)" in row["reason"]
     else:
         assert row["action"] == "buy" and row["recent_mase"] == 0.9
-    missing = {"AAPL": {other: 0.9 for other in mase["AAPL"] if other != bucket}}
+    missing = {"AAPL": {other: good for other in mase["AAPL"] if other != bucket}}
     row = only(recommend_trades(forecast(path), missing, SETTINGS))
     assert row["held_back_by"] == "no_skill_evidence"
     assert f"at the {bucket.replace('_', ' ')} horizon yet" in row["reason"]
+
+
+def test_a_mase_below_one_by_no_more_than_chance_does_not_open_the_gate():
+    path = [97, 110]  # buy at step 1, sell at step 2: judged at the 1-hour horizon
+    chance = only(recommend_trades(forecast(path), {"AAPL": SkillEvidence(0.9, 0.2)}, SETTINGS))
+    assert chance["action"] == "none" and chance["held_back_by"] == "skill_not_significant"
+    assert chance["recent_mase"] == 0.9 and chance["skill_p_value"] == 0.2
+    assert chance["reason"] == (
+        "AAPL's model beats the naive last-price forecast at the 1 hour horizon its best trade exits at (recent MASE "
+        "0.90) by no more than chance would (p = 0.200, needs < 0.05): no trade."
+    )
+    for unknown in (SkillEvidence(0.9, None), SkillEvidence(0.9, float("nan")), 0.9):  # a bare MASE has no p-value
+        row = only(recommend_trades(forecast(path), {"AAPL": unknown}, SETTINGS))
+        assert row["held_back_by"] == "skill_not_significant" and "(no p-value)" in row["reason"]
+    clear = only(recommend_trades(forecast(path), {"AAPL": SkillEvidence(0.9, 0.049)}, SETTINGS))
+    assert clear["action"] == "buy" and clear["skill_p_value"] == 0.049 and "p = 0.049" in clear["reason"]
+    stricter = with_workflow(skill_significance=0.01)
+    assert only(recommend_trades(forecast(path), {"AAPL": SkillEvidence(0.9, 0.049)}, stricter))["action"] == "none"
+    off = with_workflow(skill_significance=1.0)  # the requirement turned off: the MASE alone decides
+    assert only(recommend_trades(forecast(path), {"AAPL": 0.9}, off))["action"] == "buy"
+    assert only(recommend_trades(forecast(path), {"AAPL": 1.1}, off))["held_back_by"] == "skill"
+
+
+def test_a_skill_table_gives_the_same_recommendations_as_the_mapping():
+    later = AS_OF + pd.Timedelta(minutes=15)
+    forecasts = pd.concat([forecast([97, 110], as_of=AS_OF), forecast([97, 110], as_of=later),
+                           forecast([97, 110], symbol="MSFT")], ignore_index=True)
+    mapping = {("AAPL", AS_OF): {"1_hour": SkillEvidence(0.9, 0.01)},
+               ("AAPL", later): {"1_hour": SkillEvidence(0.9, 0.3), "1_day": SkillEvidence(0.8, 0.01)}}
+    skill = pd.DataFrame({
+        "symbol": ["AAPL", "AAPL", "AAPL", "IBM"],
+        "as_of_window": [AS_OF, later, later, AS_OF],
+        "horizon_bucket": ["1_hour", "1_hour", "1_day", "1_hour"],
+        "mase": [0.9, 0.9, 0.8, 0.5],
+        "skill_p_value": [0.01, 0.3, 0.01, 0.0],
+    })
+    origins = [("AAPL", AS_OF), ("AAPL", later), ("MSFT", AS_OF), ("MSFT", later)]
+    from_table = recommend_trades(forecasts, skill, SETTINGS, origins=origins)
+    pd.testing.assert_frame_equal(from_table, recommend_trades(forecasts, mapping, SETTINGS, origins=origins))
+    assert list(from_table["held_back_by"].fillna("-")) == ["-", "skill_not_significant", "no_skill_evidence",
+                                                            "no_forecast"]
+    duplicated = pd.concat([skill, skill.head(1)], ignore_index=True)
+    with pytest.raises(ValueError, match="more than one row"):
+        recommend_trades(forecasts, duplicated, SETTINGS)
 
 
 def test_a_trade_exits_at_most_max_holding_windows_ahead():
@@ -138,7 +185,7 @@ def test_no_mase_yet_is_no_evidence_of_skill_and_skill_is_checked_first():
     for mase in ({}, {"AAPL": None}, {"AAPL": float("nan")}):
         row = only(recommend_trades(forecast([100, 100]), mase, SETTINGS))  # also a flat path
         assert row["held_back_by"] == "no_skill_evidence" and "no trade" in row["reason"]
-    per_origin = {("AAPL", AS_OF): 0.9, "AAPL": 1.5}  # a backfill passes the MASE known as of each origin
+    per_origin = {("AAPL", AS_OF): SkillEvidence(0.9, 0.01), "AAPL": 1.5}  # a backfill: known as of each origin
     assert only(recommend_trades(forecast([97, 110]), per_origin, SETTINGS))["action"] == "buy"
 
 
@@ -170,7 +217,8 @@ def test_a_batch_gives_one_row_per_origin_and_says_which_origins_had_no_forecast
         forecast([97, 104]), forecast([100, 100], as_of=later), forecast([90, 99], symbol="MSFT", last_close=95)
     ]).sample(frac=1, random_state=3)  # order does not matter
     origins = [("AAPL", AS_OF), ("AAPL", later), ("MSFT", AS_OF), ("MSFT", later)]
-    rows = recommend_trades(forecasts, {"AAPL": 0.8, "MSFT": 0.7}, SETTINGS, origins=origins)
+    skill = {"AAPL": SkillEvidence(0.8, 0.01), "MSFT": SkillEvidence(0.7, 0.001)}
+    rows = recommend_trades(forecasts, skill, SETTINGS, origins=origins)
     assert list(zip(rows["symbol"], rows["as_of_window"], strict=True)) == origins
     assert list(rows["action"]) == ["buy", "none", "buy", "none"]
     assert list(rows["held_back_by"].fillna("-")) == ["-", "flat_path", "-", "no_forecast"]
@@ -250,8 +298,8 @@ def write_inputs(store, keys):
         forecast([101, 102, 104, 106], symbol="MSFT", as_of=first),
     ], ignore_index=True)
     store.replace_forecasts(rows, pd.DataFrame(), [("AAPL", first), ("AAPL", second), ("MSFT", first)])
-    metrics = pd.DataFrame({"symbol": ["AAPL"], "window_start": [first], "span": ["week"],
-                            "horizon_bucket": ["1_day"], "n": [200], "mase": [0.8]})
+    metrics = pd.DataFrame({"symbol": ["AAPL"], "window_start": [first], "span": ["month"],
+                            "horizon_bucket": ["1_day"], "n": [546], "mase": [0.8], "skill_p_value": [0.01]})
     store.replace_tables({"accuracy_metrics": (metrics[["symbol", "window_start"]], metrics)})
 
 
@@ -304,21 +352,26 @@ def test_the_asset_recommends_then_scores_in_a_later_run_and_re_runs_duplicate_n
     pd.testing.assert_frame_equal(table(store, "trade_recommendations", "created_at"), before[0])
 
 
-def test_the_skill_gate_reads_the_newest_week_mase_known_as_of_each_origin(store):
+def test_the_skill_gate_reads_the_newest_month_evidence_known_as_of_each_origin(store):
     monday, tuesday = parse_window_key("2025-07-07-10:00"), parse_window_key("2025-07-08-10:00")
     metrics = pd.DataFrame({
         "symbol": ["AAPL", "AAPL", "AAPL", "AAPL", "MSFT"],
         "window_start": [monday, monday, tuesday, tuesday, monday - pd.Timedelta(days=8)],
-        "span": ["week", "day", "week", "week", "week"],
+        "span": ["month", "week", "month", "month", "month"],
         "horizon_bucket": ["1_day", "1_day", "1_day", "1_step", "1_day"],
         "n": 100,
         "mase": [0.9, 0.1, 1.4, 0.2, 0.5],
+        "skill_p_value": [0.2, 0.0, 0.9, 0.001, 0.0],
     })
     store.replace_tables({"accuracy_metrics": (metrics[["symbol", "window_start"]].drop_duplicates(), metrics)})
     wanted = {"AAPL": [monday - pd.Timedelta(minutes=15), monday, tuesday - pd.Timedelta(minutes=15), tuesday],
               "MSFT": [monday]}
-    assert recent_mase(store, wanted) == {  # nothing before Monday 10:00; no MASE from the future; none stale
-        ("AAPL", monday): {"1_day": 0.9}, ("AAPL", tuesday - pd.Timedelta(minutes=15)): {"1_day": 0.9},
-        ("AAPL", tuesday): {"1_day": 1.4, "1_step": 0.2},
+    found = recent_mase(store, wanted)
+    assert list(found.columns) == ["symbol", "as_of_window", "horizon_bucket", "mase", "skill_p_value"]
+    got = {(row.symbol, row.as_of_window, row.horizon_bucket): (row.mase, row.skill_p_value)
+           for row in found.itertuples()}
+    assert got == {  # nothing before Monday 10:00; no figure from the future; none stale; only the month span
+        ("AAPL", monday, "1_day"): (0.9, 0.2), ("AAPL", tuesday - pd.Timedelta(minutes=15), "1_day"): (0.9, 0.2),
+        ("AAPL", tuesday, "1_day"): (1.4, 0.9), ("AAPL", tuesday, "1_step"): (0.2, 0.001),
     }
-    assert recent_mase(PipelineStore.for_path(store.duckdb.database + ".absent"), wanted) == {}
+    assert recent_mase(PipelineStore.for_path(store.duckdb.database + ".absent"), wanted).empty
