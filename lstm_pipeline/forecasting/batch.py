@@ -31,7 +31,7 @@ import pandas as pd
 
 from lstm_pipeline.forecasting.features import FeatureError, bar_features, future_windows
 from lstm_pipeline.forecasting.intervals import price_intervals
-from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, to_new_york, week_ahead_windows_many
+from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, to_new_york, week_ahead_spans
 
 if TYPE_CHECKING:
     from lstm_pipeline.forecasting.store import LoadedModel
@@ -51,6 +51,8 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "model_version",
 )
 """Columns of a prediction row (the ``predictions`` table without ``created_at``)."""
+PRICE_COLUMNS: tuple[str, ...] = PREDICTION_COLUMNS[4:10]
+"""The float columns of a prediction row, in order: the predicted close, its bounds, and the last close."""
 
 WEEK_STEPS = 5 * SLOTS_PER_SESSION
 """Session windows in a full trading week (130): the unit the sane band grows in."""
@@ -141,16 +143,39 @@ def sane_band(steps: np.ndarray | int) -> np.ndarray:
     return SANE_BAND_PER_WEEK * np.sqrt(weeks)
 
 
-@dataclass
-class _Pair:
-    """One (symbol, as-of window) ready for the compiled loop."""
+@dataclass(frozen=True)
+class _Origins:
+    """One symbol's as-of windows ready for the compiled loop, as arrays over the origins (ascending).
+
+    Arrays, not an object per origin: a year of origins is ~6,500 and ~840,000 target windows, and a Timestamp, a
+    window slice and a target index per origin cost more than the forward pass. Target windows (and, recursive,
+    the known part of the future rows) are laid end to end, origin by origin; ``lengths`` cuts them apart.
+    """
 
     symbol: str
-    as_of: pd.Timestamp
-    history: np.ndarray  # [lookback, F] scaled
-    exogenous: np.ndarray | None  # [H, F] scaled known part of future rows (recursive)
-    targets: pd.DatetimeIndex
-    last_close: float
+    as_of: pd.DatetimeIndex  # [N] New York
+    history: np.ndarray  # [N, lookback, F] float32 scaled: the rows up to and including each as-of window
+    last_close: np.ndarray  # [N] float64
+    lengths: np.ndarray  # [N] int64: target windows (horizon) of each origin
+    targets: np.ndarray  # [sum(lengths)] int64 UTC nanoseconds
+    exogenous: np.ndarray | None  # [sum(lengths), F] scaled known part of the future rows (recursive)
+
+    def __len__(self) -> int:
+        return len(self.as_of)
+
+    def part(self, start: int, stop: int) -> _Origins:
+        """Origins ``start:stop`` (views, not copies)."""
+        offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+        first, last = offsets[start], offsets[min(stop, len(self))]
+        return _Origins(
+            symbol=self.symbol,
+            as_of=self.as_of[start:stop],
+            history=self.history[start:stop],
+            last_close=self.last_close[start:stop],
+            lengths=self.lengths[start:stop],
+            targets=self.targets[first:last],
+            exogenous=None if self.exogenous is None else self.exogenous[first:last],
+        )
 
 
 def forecast_windows(
@@ -169,7 +194,7 @@ def forecast_windows(
     as-of window (``market.calendar.week_ahead_windows``), or ``horizon_steps`` windows.
     """
     skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
-    groups: dict[tuple[Any, ...], dict[str, list[_Pair]]] = {}
+    groups: dict[tuple[Any, ...], dict[str, _Origins]] = {}
     for symbol in sorted(wanted):
         windows = _as_of_windows(wanted[symbol])
         model = models.get(symbol)
@@ -179,10 +204,10 @@ def forecast_windows(
             )
             skipped.update({(symbol, window): (MODEL_UNAVAILABLE, reason) for window in windows})
             continue
-        pairs, problems = _prepare(symbol, windows, model, bars.get(symbol), horizon_steps)
+        origins, problems = _prepare(symbol, windows, model, bars.get(symbol), horizon_steps)
         skipped.update(problems)
-        if pairs:
-            groups.setdefault(model.config.architecture_key, {})[symbol] = pairs
+        if origins is not None:
+            groups.setdefault(model.config.architecture_key, {})[symbol] = origins
 
     frames: list[tuple[str, int, pd.DataFrame]] = []
     calls = 0
@@ -190,15 +215,19 @@ def forecast_windows(
         for chunk in _chunks(members, max_chains_per_call):
             outputs = _run(chunk, models)
             calls += 1
-            for symbol, (pairs, symbol_outputs) in zip(chunk, outputs, strict=True):
-                frame, refused = _priced(models[symbol], pairs, symbol_outputs)
-                frames.append((symbol, pairs[0].as_of.value, frame))
+            for symbol, symbol_outputs in zip(chunk, outputs, strict=True):
+                origins = chunk[symbol]
+                frame, refused = _priced(models[symbol], origins, symbol_outputs)
+                frames.append((symbol, int(origins.as_of.asi8[0]), frame))
                 skipped.update(refused)
 
     # Each frame holds one symbol's consecutive as-of windows in (as-of, step) order, so frames in (symbol, first
     # as-of) order are the rows sorted by symbol, as-of window and step, without sorting a million rows.
     ordered = [frame for _, _, frame in sorted(frames, key=lambda entry: entry[:2])]
-    rows = pd.concat(ordered, ignore_index=True) if ordered else _empty_rows()
+    if len(ordered) == 1:  # a backtest block: one symbol, one frame (concat would copy a million rows)
+        rows = ordered[0]
+    else:
+        rows = pd.concat(ordered, ignore_index=True) if ordered else _empty_rows()
     return WindowForecasts(rows=rows, skipped=dict(sorted(skipped.items())), compiled_calls=calls)
 
 
@@ -218,8 +247,12 @@ def _prepare(
     model: LoadedModel,
     symbol_bars: pd.DataFrame | None,
     horizon_steps: int | None,
-) -> tuple[list[_Pair], dict[tuple[str, pd.Timestamp], tuple[str, str]]]:
-    """The symbol's pairs ready to run, and the reason for each pair that is not."""
+) -> tuple[_Origins | None, dict[tuple[str, pd.Timestamp], tuple[str, str]]]:
+    """The symbol's origins ready to run (None when none is), and the reason for each as-of window that is not.
+
+    Whole-array work over the origins: a window of history is a row range of the scaled features (taken with
+    stride tricks, not a slice per origin), and the week ahead of every origin is a span of one calendar lookup.
+    Only the skipped windows, usually none, are visited one by one (each gets its own sentence)."""
     from lstm_pipeline.forecasting.forecaster import future_rows
 
     config, scaler = model.config, model.scaler
@@ -233,55 +266,98 @@ def _prepare(
             f"as of; materialize market_bars for {symbol} over that window (or repair its bar) and re-run.",
         )
     if not len(present):
-        return [], skipped
+        return None, skipped
     try:
         features = bar_features(symbol_bars, config.features, symbol=symbol)
     except (FeatureError, ValueError) as exc:
         skipped.update({(symbol, window): (BAD_BARS, _sentence(exc)) for window in present})
-        return [], skipped
+        return None, skipped
     scaled = scaler.transform(features[list(config.features)].to_numpy())
     closes = features["close"].to_numpy(dtype=np.float64)
-    positions = features.index.get_indexer(present)
     lookback = config.lookback_steps
-    pairs: list[_Pair] = []
-    # The week ahead of every as-of window in one calendar lookup (a lookup per window dominated long backfills).
-    weeks = week_ahead_windows_many(present) if horizon_steps is None else None
-    for index, (window, position) in enumerate(zip(present, positions, strict=True)):
-        available = position + 1 if position >= 0 else 0
-        if available < lookback:
-            skipped[(symbol, window)] = (
-                INSUFFICIENT_BARS,
-                f"{symbol} has {available} session windows of returns up to {window:%Y-%m-%d %H:%M} but its model "
-                f"reads the last {lookback}; backfill market_bars for {symbol} before this window.",
-            )
-            continue
-        try:
-            targets = weeks[index] if weeks is not None else future_windows(window, horizon_steps)
-        except ValueError as exc:
-            skipped[(symbol, window)] = (HORIZON_TOO_LONG, _sentence(exc))
-            continue
-        if config.forecast_mode == "direct" and len(targets) > config.horizon_steps:
+    positions = features.index.get_indexer(present)
+    available = np.where(positions >= 0, positions + 1, 0)
+    short = available < lookback
+    for window, count in zip(present[short], available[short], strict=True):
+        skipped[(symbol, window)] = (
+            INSUFFICIENT_BARS,
+            f"{symbol} has {count} session windows of returns up to {window:%Y-%m-%d %H:%M} but its model "
+            f"reads the last {lookback}; backfill market_bars for {symbol} before this window.",
+        )
+    present, positions = present[~short], positions[~short]
+
+    if horizon_steps is None:
+        # The week ahead of every as-of window in one calendar lookup (a lookup per window dominated long
+        # backfills), laid end to end: origin i's targets are calendar[first[i]:end[i]].
+        calendar, firsts, ends = week_ahead_spans(present)
+        lengths = ends - firsts
+        starts = np.cumsum(lengths) - lengths  # where each origin's targets begin, laid end to end
+        targets = calendar.asi8[np.repeat(firsts - starts, lengths) + np.arange(int(lengths.sum()))]
+    else:
+        present, positions, lengths, targets = _fixed_horizons(symbol, present, positions, horizon_steps, skipped)
+    if config.forecast_mode == "direct":
+        too_long = lengths > config.horizon_steps
+        for window, length in zip(present[too_long], lengths[too_long], strict=True):
             skipped[(symbol, window)] = (
                 HORIZON_TOO_LONG,
                 f"The model for {symbol} is direct with a {config.horizon_steps}-step horizon and cannot forecast "
-                f"the {len(targets)} steps after {window:%Y-%m-%d %H:%M}; ask for at most {config.horizon_steps} "
+                f"the {length} steps after {window:%Y-%m-%d %H:%M}; ask for at most {config.horizon_steps} "
                 "or use a recursive model.",
             )
-            continue
-        history = scaled[position - lookback + 1 : position + 1]
-        exogenous = (
-            future_rows(config, scaler, history[-1], targets)
-            if config.forecast_mode == "recursive" and config.held_features else None
+        if too_long.any():
+            kept_targets = np.repeat(~too_long, lengths)
+            present, positions, lengths, targets = (
+                present[~too_long], positions[~too_long], lengths[~too_long], targets[kept_targets]
+            )
+    if not len(present):
+        return None, skipped
+
+    # Window k of the view is rows k .. k + lookback - 1, so the window ending at an as-of row p is p - lookback + 1.
+    rows = np.lib.stride_tricks.sliding_window_view(scaled.astype(np.float32), lookback, axis=0)
+    history = rows.transpose(0, 2, 1)[positions - lookback + 1]
+    exogenous = None
+    if config.forecast_mode == "recursive":
+        # A future row depends on its own window and (held features) its origin's last row: every origin in one call.
+        exogenous = future_rows(
+            config,
+            scaler,
+            np.repeat(scaled[positions], lengths, axis=0),
+            pd.DatetimeIndex(targets, tz="UTC").tz_convert(NEW_YORK),
         )
-        pairs.append(_Pair(symbol, window, history, exogenous, targets, float(closes[position])))
-    if pairs and config.forecast_mode == "recursive" and not config.held_features:
-        # Without held features a future row depends on its own window only: every pair's rows in one call.
-        targets = pd.DatetimeIndex(np.concatenate([pair.targets.asi8 for pair in pairs]), tz="UTC")
-        rows = future_rows(config, scaler, pairs[0].history[-1], targets.tz_convert(NEW_YORK))
-        ends = np.cumsum([len(pair.targets) for pair in pairs])
-        for pair, end in zip(pairs, ends, strict=True):
-            pair.exogenous = rows[end - len(pair.targets) : end]
-    return pairs, skipped
+    origins = _Origins(
+        symbol=symbol,
+        as_of=present,
+        history=history,
+        last_close=closes[positions],
+        lengths=lengths.astype(np.int64),
+        targets=targets,
+        exogenous=exogenous,
+    )
+    return origins, skipped
+
+
+def _fixed_horizons(
+    symbol: str,
+    present: pd.DatetimeIndex,
+    positions: np.ndarray,
+    horizon_steps: int,
+    skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]],
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray, np.ndarray]:
+    """The next ``horizon_steps`` windows of each origin (a caller's fixed horizon, usually one origin): the
+    origins the calendar can serve, their positions, lengths and targets end to end; the others go to ``skipped``."""
+    kept: list[int] = []
+    targets: list[np.ndarray] = []
+    for index, window in enumerate(present):
+        try:
+            targets.append(future_windows(window, horizon_steps).asi8)
+        except ValueError as exc:
+            skipped[(symbol, window)] = (HORIZON_TOO_LONG, _sentence(exc))
+            continue
+        kept.append(index)
+    chosen = np.asarray(kept, dtype=np.int64)
+    lengths = np.array([len(values) for values in targets], dtype=np.int64)
+    flat = np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64)
+    return present[chosen], positions[chosen], lengths, flat
 
 
 def _bar_windows(symbol_bars: pd.DataFrame | None) -> np.ndarray:
@@ -294,57 +370,57 @@ def _bar_windows(symbol_bars: pd.DataFrame | None) -> np.ndarray:
     return stamps.asi8
 
 
-def _chunks(
-    members: dict[str, list[_Pair]], max_chains: int
-) -> list[dict[str, list[_Pair]]]:
-    """Split one architecture's pairs so that no call holds more than ``max_chains`` LSTM chains."""
-    lookback = len(next(iter(members.values()))[0].history)
+def _chunks(members: dict[str, _Origins], max_chains: int) -> list[dict[str, _Origins]]:
+    """Split one architecture's origins so that no call holds more than ``max_chains`` LSTM chains."""
+    lookback = next(iter(members.values())).history.shape[1]
     per_symbol = max(1, max_chains // (len(members) * lookback))
-    longest = max(len(pairs) for pairs in members.values())
+    longest = max(len(origins) for origins in members.values())
+    if longest <= per_symbol:
+        return [members]
     return [
-        {symbol: pairs[start : start + per_symbol] for symbol, pairs in members.items() if pairs[start:]}
+        {symbol: origins.part(start, start + per_symbol) for symbol, origins in members.items() if len(origins) > start}
         for start in range(0, longest, per_symbol)
     ]
 
 
-def _run(chunk: dict[str, list[_Pair]], models: Mapping[str, LoadedModel]) -> list[tuple[list[_Pair], np.ndarray]]:
+def _run(chunk: dict[str, _Origins], models: Mapping[str, LoadedModel]) -> list[np.ndarray]:
     """One compiled call for the chunk: [symbols, windows (padded), ...] in, each symbol's unpadded outputs out."""
     from lstm_pipeline.forecasting.forecaster import compiled_outputs
 
     symbols = list(chunk)
     config = models[symbols[0]].config
-    width = max(len(pairs) for pairs in chunk.values())
-    lookback, n_features = chunk[symbols[0]][0].history.shape
+    width = max(len(origins) for origins in chunk.values())
+    _, lookback, n_features = chunk[symbols[0]].history.shape
     history = np.zeros((len(symbols), width, lookback, n_features), dtype=np.float32)
     exogenous = None
     if config.forecast_mode == "recursive":
-        steps = max(len(pair.targets) for pairs in chunk.values() for pair in pairs)
+        steps = max(int(origins.lengths.max()) for origins in chunk.values())
         exogenous = np.zeros((len(symbols), width, steps, n_features), dtype=np.float32)
-    for row, symbol in enumerate(symbols):
-        for column, pair in enumerate(chunk[symbol]):
-            history[row, column] = pair.history
-            if exogenous is not None:
-                exogenous[row, column, : len(pair.targets)] = pair.exogenous
+    for row, origins in enumerate(chunk.values()):
+        history[row, : len(origins)] = origins.history
+        if exogenous is not None:
+            # Row-major order of the mask is origin by origin, step by step: the order the rows are laid in.
+            exogenous[row, : len(origins)][np.arange(steps) < origins.lengths[:, None]] = origins.exogenous
     outputs = compiled_outputs(config, [models[symbol].weights for symbol in symbols], history, exogenous)
-    return [(chunk[symbol], outputs[row, : len(chunk[symbol])]) for row, symbol in enumerate(symbols)]
+    return [outputs[row, : len(chunk[symbol])] for row, symbol in enumerate(symbols)]
 
 
 def _priced(
-    model: LoadedModel, pairs: list[_Pair], outputs: np.ndarray
+    model: LoadedModel, origins: _Origins, outputs: np.ndarray
 ) -> tuple[pd.DataFrame, dict[tuple[str, pd.Timestamp], tuple[str, str]]]:
-    """Prices, intervals and rows of one symbol's pairs (in as-of order); paths outside the sane band are refused,
-    not published.
+    """Prices, intervals and rows of one symbol's origins (in as-of order); paths outside the sane band are
+    refused, not published.
 
-    All pairs at once on [pairs, longest horizon] arrays: a path's prices and bounds at a step depend only on the
-    steps up to it, so a shorter horizon (a holiday week) reads the prefix of its row and ignores the padding."""
+    All origins at once on [origins, longest horizon] arrays: a path's prices and bounds at a step depend only on
+    the steps up to it, so a shorter horizon (a holiday week) reads the prefix of its row and ignores the padding."""
     from lstm_pipeline.forecasting.forecaster import log_price_paths
 
     refused: dict[tuple[str, pd.Timestamp], tuple[str, str]] = {}
-    lengths = np.array([len(pair.targets) for pair in pairs], dtype=np.int64)
+    lengths = origins.lengths
     longest = int(lengths.max())
     steps = np.arange(1, longest + 1, dtype=np.int64)
     valid = steps[None, :] <= lengths[:, None]
-    last_close = np.array([pair.last_close for pair in pairs], dtype=np.float64)
+    last_close = origins.last_close
     with np.errstate(over="ignore", invalid="ignore"):  # the padding past a short horizon may overflow
         path = np.exp(log_price_paths(model.config, model.scaler, outputs[:, :longest], last_close))
     bounds = price_intervals(path, model.config.intervals)
@@ -359,55 +435,65 @@ def _priced(
         outside = (moves > sane_band(steps)) & valid
     keep = finite & ~outside.any(axis=1)
     for slot in np.flatnonzero(~keep):
-        pair = pairs[slot]
         length = lengths[slot]
-        refused[(pair.symbol, pair.as_of)] = (
+        refused[(origins.symbol, origins.as_of[slot])] = (
             FORECAST_OUT_OF_BOUNDS,
-            _out_of_bounds(model, pair, path[slot, :length], finite[slot], outside[slot, :length]),
+            _out_of_bounds(model, origins, slot, path[slot, :length], finite[slot], outside[slot, :length]),
         )
     if not keep.any():
         return _empty_rows(), refused
-    chosen = [pair for pair, kept in zip(pairs, keep, strict=True) if kept]
-    published = valid & keep[:, None]  # row-major: pair by pair (as-of order), step by step
-    return _rows(model, chosen, lengths[keep], {name: array[published] for name, array in values.items()},
-                 np.broadcast_to(steps, valid.shape)[published]), refused
+    published = valid & keep[:, None]  # row-major: origin by origin (as-of order), step by step
+    return _rows(model, origins, keep, values, published, steps), refused
 
 
 def _out_of_bounds(
-    model: LoadedModel, pair: _Pair, path: np.ndarray, finite: bool, outside: np.ndarray
+    model: LoadedModel, origins: _Origins, slot: int, path: np.ndarray, finite: bool, outside: np.ndarray
 ) -> str:
-    when = f"as of {pair.as_of:%Y-%m-%d %H:%M}"
-    fix = f"check the model (retrain it: materialize lstm_model for partition {pair.symbol}) and the recent bars"
+    symbol, as_of, last_close = origins.symbol, origins.as_of[slot], float(origins.last_close[slot])
+    when = f"as of {as_of:%Y-%m-%d %H:%M}"
+    fix = f"check the model (retrain it: materialize lstm_model for partition {symbol}) and the recent bars"
     if not finite:
-        return f"The forecast for {pair.symbol} {when} is not finite (NaN or inf), so it was not published; {fix}."
+        return f"The forecast for {symbol} {when} is not finite (NaN or inf), so it was not published; {fix}."
     step = int(np.flatnonzero(outside)[0])
     band = float(sane_band(step + 1))
+    first_target = int(origins.lengths[:slot].sum())  # the origin's targets begin there, laid end to end
+    target = pd.Timestamp(origins.targets[first_target + step], tz="UTC").tz_convert(NEW_YORK)
     return (
-        f"The forecast for {pair.symbol} {when} reaches {path[step]:.4g} at step {step + 1} "
-        f"({pair.targets[step]:%Y-%m-%d %H:%M}), {path[step] / pair.last_close:.2f}x the last close "
-        f"{pair.last_close:.4g}, outside the sane band of +-{band:.0%}, so it was not published (model "
+        f"The forecast for {symbol} {when} reaches {path[step]:.4g} at step {step + 1} "
+        f"({target:%Y-%m-%d %H:%M}), {path[step] / last_close:.2f}x the last close "
+        f"{last_close:.4g}, outside the sane band of +-{band:.0%}, so it was not published (model "
         f"{model.version}); {fix}."
     )
 
 
 def _rows(
-    model: LoadedModel, pairs: list[_Pair], lengths: np.ndarray, values: dict[str, np.ndarray], steps: np.ndarray
+    model: LoadedModel,
+    origins: _Origins,
+    keep: np.ndarray,
+    values: dict[str, np.ndarray],
+    published: np.ndarray,
+    steps: np.ndarray,
 ) -> pd.DataFrame:
-    """Rows of pairs, pair by pair and step by step: ``values`` and ``steps`` hold one entry per row."""
-    targets = np.concatenate([pair.targets.asi8 for pair in pairs])  # an aware index's asi8 is UTC
-    as_of = np.repeat(np.array([pair.as_of.value for pair in pairs], dtype=np.int64), lengths)
-    columns = {
-        "symbol": pairs[0].symbol,
-        "as_of_window": pd.DatetimeIndex(as_of, tz="UTC").tz_convert(NEW_YORK),
-        "horizon_step": steps,
-        "target_window": pd.DatetimeIndex(targets, tz="UTC").tz_convert(NEW_YORK),
-    }
-    for name in PREDICTION_COLUMNS[4:9]:
-        columns[name] = values[name] if name in values else np.full(len(steps), np.nan)
-    columns["last_close"] = np.repeat([pair.last_close for pair in pairs], lengths)
-    columns["forecast_mode"] = model.config.forecast_mode
-    columns["model_version"] = model.version
-    return pd.DataFrame(columns, columns=list(PREDICTION_COLUMNS))
+    """Rows of the kept origins, origin by origin and step by step: ``values`` ([origins, longest horizon] each) read
+    where ``published``.
+
+    The price columns are gathered straight into the frame's one float block (pandas stores it as [columns, rows]),
+    so a million rows are written once instead of gathered and then stacked again by the DataFrame constructor."""
+    lengths = origins.lengths[keep]
+    prices = np.empty((len(PRICE_COLUMNS), int(lengths.sum())), dtype=np.float64)
+    for index, name in enumerate(PRICE_COLUMNS[:-1]):
+        prices[index] = values[name][published] if name in values else np.nan
+    prices[-1] = np.repeat(origins.last_close[keep], lengths)
+    targets = origins.targets if bool(keep.all()) else origins.targets[np.repeat(keep, origins.lengths)]
+    as_of = np.repeat(origins.as_of.asi8[keep], lengths)  # an aware index's asi8 is UTC
+    frame = pd.DataFrame(prices.T, columns=list(PRICE_COLUMNS), copy=False)
+    frame.insert(0, "symbol", origins.symbol)
+    frame.insert(1, "as_of_window", pd.DatetimeIndex(as_of, tz="UTC").tz_convert(NEW_YORK))
+    frame.insert(2, "horizon_step", np.broadcast_to(steps, published.shape)[published])
+    frame.insert(3, "target_window", pd.DatetimeIndex(targets, tz="UTC").tz_convert(NEW_YORK))
+    frame["forecast_mode"] = model.config.forecast_mode
+    frame["model_version"] = model.version
+    return frame
 
 
 def _empty_rows() -> pd.DataFrame:

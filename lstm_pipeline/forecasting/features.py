@@ -85,7 +85,9 @@ def align_to_sessions(bars: pd.DataFrame, symbol: str | None = None) -> pd.DataF
     if "symbol" in bars.columns and bars["symbol"].nunique() > 1:
         found = sorted(map(str, bars["symbol"].dropna().unique()))
         raise FeatureError(f"Bars for {name} hold several symbols {found}; pass one symbol's bars at a time.")
-    stamps = pd.DatetimeIndex(pd.to_datetime(bars["window_start"]))
+    column = bars["window_start"]
+    # A datetime column is taken as it is: to_datetime would first sample it element by element (its cache test).
+    stamps = pd.DatetimeIndex(column if column.dtype.kind == "M" else pd.to_datetime(column))
     stamps = stamps.tz_localize(NEW_YORK) if stamps.tz is None else stamps.tz_convert(NEW_YORK)
     prices = np.column_stack(
         [pd.to_numeric(bars[column], errors="coerce").to_numpy(dtype=np.float64) for column in _PRICE_COLUMNS]

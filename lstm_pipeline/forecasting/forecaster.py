@@ -238,29 +238,37 @@ def _compiled() -> tuple[Callable[..., Any], Callable[..., Any]]:
     @tf.function(reduce_retracing=True, autograph=False)
     def direct(history, lstm, dense, activations):
         # history [S, B, L, F]; one pass over the window; returns [S, B, n_out].
+        # All layers advance together, one window position at a time: layer k reads layer k-1's new hidden state
+        # straight away, so no layer's whole sequence ([S, B * L, 4 units], ~160 MB for a year of origins) is ever
+        # projected, stored and transposed. Each element sees the same matmuls and cell as a layer-by-layer pass.
         symbols, windows, lookback = tf.shape(history)[0], tf.shape(history)[1], tf.shape(history)[2]
-        sequence = tf.reshape(history, [symbols, windows * lookback, tf.shape(history)[3]])
-        hidden = None
-        for kernel, recurrent, bias in lstm:
-            units = tf.shape(recurrent)[1]
-            projected = tf.reshape(tf.linalg.matmul(sequence, kernel), [symbols, windows, lookback, 4 * units])
-            hidden = tf.zeros([symbols, windows, units], history.dtype)
-            carry = tf.zeros([symbols, windows, units], history.dtype)
-            any_shape = tf.TensorShape([None, None, None])
-
-            def advance(position, hidden, carry, collected, projected=projected, recurrent=recurrent, bias=bias):
-                z = projected[:, :, position] + tf.linalg.matmul(hidden, recurrent)
-                hidden, carry = cell(z + bias[:, None, :], carry)
-                return position + 1, hidden, carry, collected.write(position, hidden)
-
-            _, hidden, carry, collected = tf.while_loop(
-                lambda position, *_: position < lookback,
-                advance,
-                [tf.constant(0), hidden, carry, tf.TensorArray(history.dtype, size=lookback)],
-                shape_invariants=[tf.TensorShape([]), any_shape, any_shape, tf.TensorShape(None)],
+        rows = tf.transpose(history, [2, 0, 1, 3])  # position-major: each step reads one contiguous [S, B, F] block
+        states = [
+            (
+                tf.zeros([symbols, windows, tf.shape(recurrent)[1]], history.dtype),
+                tf.zeros([symbols, windows, tf.shape(recurrent)[1]], history.dtype),
             )
-            sequence = tf.reshape(tf.transpose(collected.stack(), [1, 2, 0, 3]), [symbols, windows * lookback, units])
-        return head(hidden, dense, activations)
+            for _, recurrent, _ in lstm
+        ]
+        any_shape = tf.TensorShape([None, None, None])
+
+        def advance(position, states):
+            inputs = rows[position]
+            new_states = []
+            for (kernel, recurrent, bias), (hidden, carry) in zip(lstm, states, strict=True):
+                z = tf.linalg.matmul(inputs, kernel) + tf.linalg.matmul(hidden, recurrent)
+                hidden, carry = cell(z + bias[:, None, :], carry)
+                new_states.append((hidden, carry))
+                inputs = hidden
+            return position + 1, new_states
+
+        _, states = tf.while_loop(
+            lambda position, *_: position < lookback,
+            advance,
+            [tf.constant(0), states],
+            shape_invariants=[tf.TensorShape([]), [(any_shape, any_shape) for _ in lstm]],
+        )
+        return head(states[-1][0], dense, activations)
 
     return recursive, direct
 
@@ -350,7 +358,10 @@ def future_rows(
     config: ModelConfig, scaler: FeatureScaler, last_row: np.ndarray, windows: pd.DatetimeIndex
 ) -> np.ndarray:
     """Known part of each future row [H, F], scaled: calendar features of the windows, held features at their last
-    scaled value, emitted features zero (the forecast overwrites them)."""
+    scaled value, emitted features zero (the forecast overwrites them).
+
+    ``last_row`` is the last observed scaled row [F], or one per window [H, F], so that the rows of many origins'
+    horizons, laid end to end, are built in one call."""
     rows = np.zeros((len(windows), config.n_features), dtype=np.float64)
     calendar = calendar_features(windows)
     for column, name in enumerate(config.features):
@@ -358,7 +369,7 @@ def future_rows(
             center, scale = scaler.column(name)
             rows[:, column] = (calendar[name].to_numpy() - center) / scale
         elif name in config.held_features:
-            rows[:, column] = last_row[column]
+            rows[:, column] = np.asarray(last_row)[..., column]
     return rows
 
 

@@ -120,18 +120,30 @@ def _week_ahead_windows(as_of: pd.Timestamp) -> pd.DatetimeIndex:
     return session_windows(as_of + WINDOW, last + pd.Timedelta(minutes=1))
 
 
-def week_ahead_windows_many(as_of_windows: Sequence[pd.Timestamp] | pd.DatetimeIndex) -> list[pd.DatetimeIndex]:
-    """``week_ahead_windows`` of many as-of windows at once, in their order: one calendar lookup for the whole span
-    and a binary search per origin, so a year of origins costs milliseconds rather than a lookup each."""
+def week_ahead_spans(
+    as_of_windows: Sequence[pd.Timestamp] | pd.DatetimeIndex,
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """``week_ahead_windows`` of many as-of windows as positions in one calendar: ``(calendar, first, end)``, where
+    the week ahead of ``as_of_windows[i]`` is ``calendar[first[i]:end[i]]``.
+
+    One calendar lookup for the whole span and two binary searches for all origins; positions rather than an index
+    per origin, because building 6,500 small indexes (a year of origins) costs more than the lookup itself.
+    """
     stamps = pd.DatetimeIndex(as_of_windows)
     if len(stamps) == 0:
-        return []
+        return pd.DatetimeIndex([], tz=NEW_YORK), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     stamps = stamps.tz_localize(NEW_YORK) if stamps.tz is None else stamps.tz_convert(NEW_YORK)
     walls = stamps.tz_localize(None) + pd.Timedelta(days=WEEK_DAYS)
     lasts = walls.tz_localize(NEW_YORK, ambiguous=np.ones(len(walls), dtype=bool), nonexistent="shift_forward")
     calendar = session_windows(stamps.min() + WINDOW, lasts.max() + pd.Timedelta(minutes=1))
-    firsts = calendar.searchsorted(stamps, side="right")
-    ends = calendar.searchsorted(lasts, side="right")
+    firsts = calendar.searchsorted(stamps, side="right").astype(np.int64)
+    ends = calendar.searchsorted(lasts, side="right").astype(np.int64)
+    return calendar, firsts, ends
+
+
+def week_ahead_windows_many(as_of_windows: Sequence[pd.Timestamp] | pd.DatetimeIndex) -> list[pd.DatetimeIndex]:
+    """``week_ahead_windows`` of many as-of windows at once, in their order (``week_ahead_spans`` as indexes)."""
+    calendar, firsts, ends = week_ahead_spans(as_of_windows)
     return [calendar[first:end] for first, end in zip(firsts, ends, strict=True)]
 
 
