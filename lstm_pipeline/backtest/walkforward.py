@@ -29,6 +29,7 @@ same origins and targets, so the report's interval scores compare like with like
 from __future__ import annotations
 
 import copy
+import functools
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,7 +57,13 @@ from lstm_pipeline.forecasting.batch import forecast_windows
 from lstm_pipeline.forecasting.training import TrainingDataError, TrainingSettings
 from lstm_pipeline.market.calendar import WINDOW
 from lstm_pipeline.settings import Settings
-from lstm_pipeline.trading.recommendations import HELD_BACK_RULES, NO_TRADE, SKILL_SPAN, recommend_trades
+from lstm_pipeline.trading.recommendations import (
+    FORECAST_COLUMNS,
+    HELD_BACK_RULES,
+    NO_TRADE,
+    SKILL_SPAN,
+    recommend_trades,
+)
 from lstm_pipeline.trading.scoring import score_recommendations
 
 if TYPE_CHECKING:
@@ -84,7 +91,10 @@ class BacktestResult:
     """What ``run_backtest`` produced: the report and every row behind it (the tables the assets would store)."""
 
     report: dict[str, Any]
-    predictions: pd.DataFrame
+    forecasts: pd.DataFrame
+    """Every forecast row (intervals adapted when adaptation is on), without the confidence columns."""
+    scores: pd.DataFrame
+    """One row per origin (symbol, as_of_window): confidence, its level, factors and reason."""
     validations: pd.DataFrame
     recommendations: pd.DataFrame
     outcomes: pd.DataFrame
@@ -98,9 +108,15 @@ class BacktestResult:
     intervals: str = "conformal (as trained)"
     """Which intervals were scored: the model's conformal ones, or those adapted as the validations arrived."""
 
+    @functools.cached_property
+    def predictions(self) -> pd.DataFrame:
+        """The ``predictions`` rows the assets would store: every forecast row with its origin's confidence columns
+        (joined on first use: the report does not need the ~840k-row join of a symbol-year)."""
+        return _with_scores(self.forecasts, self.scores)
+
     @property
     def origins(self) -> int:
-        return int(self.predictions[["symbol", "as_of_window"]].drop_duplicates().shape[0])
+        return int(len(self.scores))
 
     @property
     def origins_per_second(self) -> float:
@@ -279,22 +295,29 @@ def run_backtest(
         pd.concat(filled, ignore_index=True), all_bars, validations, predictions,
         settings.confidence_factor_weights,
     )
-    with_confidence = _with_scores(predictions, scores)
+    where = _score_rows(predictions, scores)
+    # What the trade rules read of each forecast row: the path and its origin's confidence (the full join of every
+    # score column onto every row is ``BacktestResult.predictions``, built only when asked for).
+    trade_inputs = _with_scores(predictions[[name for name in FORECAST_COLUMNS if name in predictions.columns]],
+                                scores[["symbol", "as_of_window", "confidence", "confidence_level"]], where)
     timings["confidence_s"] = summaries_s + time.perf_counter() - step
     step = time.perf_counter()
     origins = scores[["symbol", "as_of_window"]]  # one row per forecast (symbol, as-of window)
     expected = [(symbol, window) for symbol, blocks in plans.items() for block in blocks for window in block]
     recent_mase = skill_mase(bucketed, origins)
-    recommendations = recommend_trades(with_confidence, recent_mase, settings, origins=expected)
+    recommendations = recommend_trades(trade_inputs, recent_mase, settings, origins=expected)
     outcomes = score_recommendations(recommendations, all_bars, settings)
     timings["recommendations_s"] = time.perf_counter() - step
     step = time.perf_counter()
     # The forecasts a bucketed figure can read (the same few percent of rows as the validations): the joins below
     # then match tens of thousands of rows instead of every step of every path.
-    bucketed_forecasts = with_confidence.loc[
-        bucket_candidates(with_confidence),
-        [name for name in BUCKET_FORECAST_COLUMNS if name in with_confidence.columns],
-    ]
+    candidates = bucket_candidates(predictions)
+    bucketed_forecasts = _with_scores(
+        predictions.loc[candidates, [name for name in BUCKET_FORECAST_COLUMNS if name in predictions.columns]],
+        scores[["symbol", "as_of_window", *(name for name in BUCKET_FORECAST_COLUMNS if name in scores.columns
+                                            and name not in predictions.columns)]],
+        where[candidates],
+    )
     scored = scored_validations(bucketed, bucketed_forecasts, per_symbol, bands)
     timings["bands_s"] = time.perf_counter() - step
     step = time.perf_counter()
@@ -304,7 +327,8 @@ def run_backtest(
                                    + time.perf_counter() - started)
     return BacktestResult(
         report=report,
-        predictions=with_confidence,
+        forecasts=predictions,
+        scores=scores,
         validations=validations,
         recommendations=recommendations,
         outcomes=outcomes,
@@ -376,10 +400,9 @@ def bucket_candidates(rows: pd.DataFrame) -> np.ndarray:
     return np.isin(steps, [1, 4, 26]) | (np.abs(gap - week) <= pd.Timedelta(hours=2).value)
 
 
-def _with_scores(predictions: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    """``predictions`` with each origin's confidence columns (a left many-to-one join on symbol and as-of window,
-    done with integer keys: symbol codes, then a binary search of the as-of instants within each symbol)."""
-    keys = ["symbol", "as_of_window"]
+def _score_rows(predictions: pd.DataFrame, scores: pd.DataFrame) -> np.ndarray:
+    """For each row of ``predictions``, the position of its origin's row in ``scores`` (-1: not scored), found with
+    integer keys: symbol codes, then a binary search of the as-of instants within each symbol."""
     symbol_code, symbols = factorize_runs(np.concatenate([as_text(scores["symbol"]), as_text(predictions["symbol"])]))
     score_symbol, row_symbol = symbol_code[: len(scores)], symbol_code[len(scores):]
     score_at = pd.DatetimeIndex(scores["as_of_window"]).asi8
@@ -396,6 +419,14 @@ def _with_scores(predictions: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFram
         found = np.minimum(np.searchsorted(score_at[order], row_at[rows]), len(order) - 1)
         hit = score_at[order][found] == row_at[rows]
         where[rows[hit]] = order[found[hit]]
+    return where
+
+
+def _with_scores(predictions: pd.DataFrame, scores: pd.DataFrame, where: np.ndarray | None = None) -> pd.DataFrame:
+    """``predictions`` with each origin's columns of ``scores`` beside it (a left many-to-one join on symbol and
+    as-of window; ``where`` is ``_score_rows``' answer when already known)."""
+    keys = ["symbol", "as_of_window"]
+    where = _score_rows(predictions, scores) if where is None else where
     found = where >= 0
     values = scores.drop(columns=keys)
     if len(values) and found.all():  # every origin scored: one take of the score columns, beside the rows
@@ -421,7 +452,7 @@ def skill_mase(validations: pd.DataFrame, origins: pd.DataFrame) -> pd.DataFrame
     chosen = metrics[metrics["mase"].notna()]
     return pd.DataFrame({
         "symbol": chosen["symbol"].to_numpy(dtype=object),
-        "as_of_window": chosen["window_start"].to_numpy(),
+        "as_of_window": chosen["window_start"].array,  # tz-aware, not an object array of Timestamps
         "horizon_bucket": chosen["horizon_bucket"].to_numpy(dtype=object),
         "mase": chosen["mase"].to_numpy(dtype=np.float64),
         "skill_p_value": chosen["skill_p_value"].to_numpy(dtype=np.float64),

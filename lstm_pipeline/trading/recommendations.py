@@ -163,18 +163,22 @@ def _evidence(recent_mase: Mapping[Hashable, Any] | pd.DataFrame, symbols: np.nd
 
 def _best_round_trips(prices: np.ndarray, rising: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(gross return, entry index, exit index) of the best long (``rising``) or short round trip per row of
-    ``prices`` (origins x path positions, NaN-padded at the end; position 0 is the as-of close)."""
-    positions = np.arange(prices.shape[1])
+    ``prices`` (origins x path positions, NaN-padded at the end; position 0 is the as-of close).
+
+    The running extremes run down the path positions of a transposed, contiguous copy (positions x origins): numpy
+    accumulates along the first axis with whole rows at a time, along the last one element by element."""
+    by_position = np.ascontiguousarray(prices.T)
+    positions = np.arange(by_position.shape[0])[:, None]
     accumulate = np.fmin.accumulate if rising else np.fmax.accumulate
-    extreme = accumulate(prices, axis=1)
-    at_extreme = prices <= extreme if rising else prices >= extreme
-    extreme_at = np.maximum.accumulate(np.where(at_extreme, positions, -1), axis=1)
+    extreme = accumulate(by_position, axis=0)
+    at_extreme = by_position <= extreme if rising else by_position >= extreme
+    extreme_at = np.maximum.accumulate(np.where(at_extreme, positions, -1), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        gains = prices[:, 1:] / extreme[:, :-1] - 1.0 if rising else 1.0 - prices[:, 1:] / extreme[:, :-1]
+        gains = by_position[1:] / extreme[:-1] - 1.0 if rising else 1.0 - by_position[1:] / extreme[:-1]
     gains = np.where(np.isnan(gains), -np.inf, gains)
-    exit_index = np.argmax(gains, axis=1) + 1
-    rows = np.arange(prices.shape[0])
-    return gains[rows, exit_index - 1], extreme_at[rows, exit_index - 1], exit_index
+    exit_index = np.argmax(gains, axis=0) + 1
+    columns = np.arange(by_position.shape[1])
+    return gains[exit_index - 1, columns], extreme_at[exit_index - 1, columns], exit_index
 
 
 def _utc_ns(values: pd.Series) -> np.ndarray:
