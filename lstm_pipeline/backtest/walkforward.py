@@ -55,7 +55,7 @@ from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.evaluation.validation import INVALID, NEEDS_REPREDICTION, validate_predictions
 from lstm_pipeline.forecasting.batch import forecast_windows
 from lstm_pipeline.forecasting.training import TrainingDataError, TrainingSettings
-from lstm_pipeline.market.calendar import WINDOW
+from lstm_pipeline.market.calendar import NEW_YORK, WINDOW
 from lstm_pipeline.settings import Settings
 from lstm_pipeline.trading.recommendations import (
     FORECAST_COLUMNS,
@@ -303,7 +303,12 @@ def run_backtest(
     timings["confidence_s"] = summaries_s + time.perf_counter() - step
     step = time.perf_counter()
     origins = scores[["symbol", "as_of_window"]]  # one row per forecast (symbol, as-of window)
-    expected = [(symbol, window) for symbol, blocks in plans.items() for block in blocks for window in block]
+    expected = pd.DataFrame({  # every origin the plan asked for: those without a forecast get a no_forecast row
+        "symbol": np.concatenate([np.full(len(block), symbol, dtype=object)
+                                  for symbol, blocks in plans.items() for block in blocks]),
+        "as_of_window": pd.DatetimeIndex(np.concatenate([block.asi8 for blocks in plans.values() for block in blocks]),
+                                         ).tz_localize("UTC").tz_convert(NEW_YORK),
+    })
     recent_mase = skill_mase(bucketed, origins)
     recommendations = recommend_trades(trade_inputs, recent_mase, settings, origins=expected)
     outcomes = score_recommendations(recommendations, all_bars, settings)
@@ -482,7 +487,8 @@ def scored_validations(
     frame["target_window"] = as_new_york(frame["target_window"])
     frame["horizon_bucket"] = horizon_buckets(frame) if len(frame) else pd.Series(dtype=object)
     frame = frame[frame["horizon_bucket"].notna()]
-    intervals = predictions[[*keys, "lower_80", "upper_80", "lower_95", "upper_95"]].assign(
+    levels = ["confidence_level"] if "confidence_level" in predictions.columns else []
+    intervals = predictions[[*keys, "lower_80", "upper_80", "lower_95", "upper_95", *levels]].assign(
         as_of_window=as_new_york(predictions["as_of_window"]), target_window=as_new_york(predictions["target_window"])
     )
     frame = frame.merge(intervals, on=keys, how="left").reset_index(drop=True)
@@ -571,10 +577,13 @@ def _recommendation_report(recommendations: pd.DataFrame, outcomes: pd.DataFrame
     }
 
 
-def _confidence_report(validations: pd.DataFrame, forecasts: pd.DataFrame) -> dict[str, Any]:
+def _confidence_report(scored: pd.DataFrame, validations: pd.DataFrame, forecasts: pd.DataFrame) -> dict[str, Any]:
     # accuracy._counted aligns its converted stamps on a fresh index: hand it frames with one.
-    table = error_by_confidence(validations[bucket_candidates(validations)].reset_index(drop=True),
-                                forecasts[bucket_candidates(forecasts)].reset_index(drop=True))
+    if "confidence_level" in scored.columns:  # the bucketed validations, already joined with their forecasts
+        table = error_by_confidence(scored.reset_index(drop=True), None)
+    else:
+        table = error_by_confidence(validations[bucket_candidates(validations)].reset_index(drop=True),
+                                    forecasts[bucket_candidates(forecasts)].reset_index(drop=True))
     levels = {
         str(row.confidence_level): {
             "n": int(row.n),
@@ -600,7 +609,7 @@ def _report(
         },
         "reprediction_rate": rate,
         "recommendations": _recommendation_report(recommendations, outcomes),
-        "error_by_confidence": _confidence_report(validations, forecasts),
+        "error_by_confidence": _confidence_report(scored, validations, forecasts),
     }
 
 
@@ -616,15 +625,17 @@ def backtest_report(
     interval scores (mean Winkler in % of the as-of close) beside both baseline bands'; the reprediction rate;
     the recommendations' count, hit rate, mean return after costs and how many each rule withheld; and error by
     confidence level. A figure with nothing to count is None (null in JSON)."""
-    names = sorted({str(symbol) for frame in (validations, recommendations)
-                    for symbol in pd.unique(frame["symbol"].to_numpy())}) if symbols is None else list(symbols)
+    def present(frame: pd.DataFrame) -> set[str]:
+        return {str(symbol) for symbol in factorize_runs(frame["symbol"].to_numpy(dtype=object))[1]}
+
+    names = sorted(present(validations) | present(recommendations)) if symbols is None else list(symbols)
 
     def only(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
         return frame[frame["symbol"].astype(str) == symbol] if len(frame) else frame
 
     pooled = _report(scored, validations, forecasts, recommendations, outcomes)
     frames = (scored, validations, forecasts, recommendations, outcomes)
-    alone = [{str(symbol) for symbol in pd.unique(frame["symbol"].to_numpy())} for frame in frames if len(frame)]
+    alone = [present(frame) for frame in frames if len(frame)]
     if len(names) == 1 and all(found <= set(names) for found in alone):
         return {"symbols": {names[0]: copy.deepcopy(pooled)}, "pooled": pooled}  # one symbol: the pooled report
     return {

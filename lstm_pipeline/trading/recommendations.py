@@ -238,7 +238,7 @@ def recommend_trades(
     forecasts: pd.DataFrame,
     recent_mase: Mapping[Hashable, Any] | pd.DataFrame,
     settings: Settings,
-    origins: Iterable[tuple[str, pd.Timestamp]] | None = None,
+    origins: Iterable[tuple[str, pd.Timestamp]] | pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One ``trade_recommendations`` row per (symbol, as_of_window) of ``forecasts`` (prediction rows: target_window,
     predicted_close, last_close, confidence, confidence_level, model_version) and of ``origins``.
@@ -284,7 +284,8 @@ def recommend_trades(
         return values.to_numpy(dtype=object)[rows]
 
     if n_rows == 0:
-        return _with_missing_origins(_empty_recommendations(), recent_mase, origins, set())
+        return _with_missing_origins(_empty_recommendations(), recent_mase, origins,
+                                     (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)))
     last_close = column("last_close")[first_rows]
     prices = _padded(column("predicted_close"), group, position, shape, np.nan)
     prices[:, 0] = last_close
@@ -429,8 +430,7 @@ def recommend_trades(
         "reason": np.array(reasons, dtype=object),
     }, columns=RECOMMENDATION_COLUMNS)
 
-    seen = set(zip(symbols.tolist(), origin_ns.tolist(), strict=True))
-    return _with_missing_origins(out, recent_mase, origins, seen)
+    return _with_missing_origins(out, recent_mase, origins, (symbols.astype(object), origin_ns))
 
 
 def _empty_recommendations() -> pd.DataFrame:
@@ -438,33 +438,57 @@ def _empty_recommendations() -> pd.DataFrame:
     return out
 
 
+def _expected_origins(origins: Iterable[tuple[str, pd.Timestamp]] | pd.DataFrame | None
+                      ) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """(symbols as text, as-of windows) of the expected origins, first occurrence of each, in the given order: a
+    frame's ``symbol`` and ``as_of_window`` columns, or (symbol, window) pairs."""
+    if origins is None:
+        return np.zeros(0, dtype=object), pd.DatetimeIndex([])
+    if isinstance(origins, pd.DataFrame):
+        symbols, windows = origins["symbol"].astype(str).to_numpy(dtype=object), origins["as_of_window"]
+    else:
+        pairs = list(origins)
+        symbols = np.array([str(symbol) for symbol, _ in pairs], dtype=object)
+        windows = [window for _, window in pairs]
+    windows = pd.DatetimeIndex(pd.to_datetime(pd.Series(windows, dtype=object) if not isinstance(windows, pd.Series)
+                                              else windows))
+    if not len(symbols):
+        return symbols, windows
+    ns = windows.tz_localize("UTC").asi8 if windows.tz is None else windows.asi8
+    first = ~pd.MultiIndex.from_arrays([symbols, ns]).duplicated()
+    return symbols[first], windows[first]
+
+
 def _with_missing_origins(
     out: pd.DataFrame,
     recent_mase: Mapping[Hashable, Any] | pd.DataFrame,
-    origins: Iterable[tuple[str, pd.Timestamp]] | None,
-    seen: set[tuple[str, int]],
+    origins: Iterable[tuple[str, pd.Timestamp]] | pd.DataFrame | None,
+    seen: tuple[np.ndarray, np.ndarray],
 ) -> pd.DataFrame:
-    """``out`` plus a ``no_forecast`` row per expected origin it lacks; typed and sorted by symbol and origin."""
-    missing = []
-    for symbol, as_of in dict.fromkeys((str(s), pd.Timestamp(w)) for s, w in (origins or ())):
-        stamp = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
-        if (symbol, stamp.value) not in seen:
-            missing.append((symbol, as_of, stamp.value))
-    mase, p_value = _evidence(recent_mase, np.array([m[0] for m in missing], dtype=object),
-                              np.array([m[2] for m in missing], dtype=np.int64),
-                              np.full(len(missing), SKILL_BUCKET_DEFAULT, dtype=object))
+    """``out`` plus a ``no_forecast`` row per expected origin it lacks (``seen``: the symbols and UTC nanoseconds of
+    the origins it has); typed and sorted by symbol and origin."""
+    symbols, windows = _expected_origins(origins)
+    ns = windows.tz_localize("UTC").asi8 if windows.tz is None else windows.asi8
+    missing = np.ones(len(symbols), dtype=bool)
+    if len(symbols) and len(seen[0]):
+        missing = ~pd.MultiIndex.from_arrays([symbols, ns]).isin(
+            pd.MultiIndex.from_arrays([seen[0], np.asarray(seen[1], dtype=np.int64)])
+        )
+    chosen = np.flatnonzero(missing)
+    mase, p_value = _evidence(recent_mase, symbols[chosen], ns[chosen],
+                              np.full(len(chosen), SKILL_BUCKET_DEFAULT, dtype=object))
     extra = [
         {
-            "symbol": symbol,
-            "as_of_window": as_of,
+            "symbol": symbols[row],
+            "as_of_window": windows[row],
             "action": NO_TRADE,
             "recent_mase": mase[i],
             "skill_p_value": p_value[i],
             "held_back_by": NO_FORECAST,
-            "reason": f"No stored forecast for {symbol} as of {_when(as_of)} (not forecast yet, or skipped: see "
-            "alerts): no trade.",
+            "reason": f"No stored forecast for {symbols[row]} as of {_when(windows[row])} (not forecast yet, or "
+            "skipped: see alerts): no trade.",
         }
-        for i, (symbol, as_of, _) in enumerate(missing)
+        for i, row in enumerate(chosen)
     ]
     out = _typed(out)
     if extra:
