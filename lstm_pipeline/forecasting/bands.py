@@ -28,7 +28,7 @@ unless ``warmup="nan"``.
 
 Quantiles: the realized standardized errors of each step enter a log-spaced histogram (``QUANTILE_BINS`` bins,
 interpolated inside a bin) refreshed every ``CHECKPOINT_WINDOWS`` windows; an origin reads the last refresh at or
-before it. One numpy pass over [refreshes, bins, steps] arrays, no expanding quantile per origin.
+before it. One numpy pass over a [refreshes, steps, bins] array of running counts, no expanding quantile per origin.
 
 **Adapted intervals** (``adapt_intervals``, what the ``predictions`` asset publishes and the backtest scores): the
 time-of-day band's machinery applied to the model's own errors, with three additions, all walk-forward:
@@ -51,7 +51,9 @@ time-of-day band's machinery applied to the model's own errors, with three addit
   get the full step; 1-step errors are many and independent and need almost none.
 
 Speed (``benchmarks/bench_bands.py``): the three bands of a symbol over two years (11,000 origins x 130 steps) in
-about 1-2 s on a loaded 2-core machine.
+about 1-2 s on a loaded 2-core machine. Everything is numpy over arrays: those over (step, origin) are step-major
+(a row per step, ``_ahead``), so that running sums over origins and a step's shift to the window where its target
+is realized (``_by_realization``) are contiguous rows and strided views; no pandas copy of the prediction frame.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, session_windows
+from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, WINDOW, session_windows
 
 BandKind = Literal["naive", "tod"]
 BAND_KINDS: tuple[str, ...] = ("naive", "tod")
@@ -140,31 +142,56 @@ def _as_new_york(stamps: pd.DatetimeIndex | pd.Series | Sequence) -> pd.Datetime
     return index.tz_convert(NEW_YORK)
 
 
-def _grid(bars: pd.DataFrame, extra: pd.DatetimeIndex, horizon_steps: int) -> _Grid:
-    stamps = _as_new_york(bars["window_start"]) if len(bars) else pd.DatetimeIndex([], tz=NEW_YORK)
-    known = stamps.append(extra) if len(extra) else stamps
-    if len(known) == 0:
-        raise ValueError("There are neither bars nor origins to build bands from; pass a symbol's bars.")
-    first, last = known.min(), known.max()
+def _new_york_ns(stamps: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch of each stamp (a naive one read as New York): integers compare and index faster
+    than timestamps, and a tz-aware column needs no conversion at all."""
+    return _as_new_york(stamps).as_unit("ns").asi8
+
+
+def _bar_stamps(bars: pd.DataFrame) -> pd.DatetimeIndex:
+    """The bars' window starts in New York."""
+    return _as_new_york(bars["window_start"]) if len(bars) else pd.DatetimeIndex([], tz=NEW_YORK)
+
+
+def _grid(
+    bars: pd.DataFrame,
+    stamps: pd.DatetimeIndex,
+    first: pd.Timestamp,
+    last: pd.Timestamp,
+    horizon_steps: int,
+    calendar: pd.DatetimeIndex | None = None,
+) -> _Grid:
+    """The grid from ``first`` to ``horizon_steps`` windows past ``last`` (both New York timestamps spanning the
+    bars and the windows the caller reads); ``stamps`` are the bars' window starts. ``calendar``: session windows
+    from ``first`` on, already listed (the grid is its first windows when it reaches far enough)."""
     days = 7 * (horizon_steps // (3 * SLOTS_PER_SESSION) + 1) + 7
-    windows = session_windows(first, last + pd.Timedelta(days=days))
-    end = int(windows.searchsorted(last, side="right")) + horizon_steps
-    windows = windows[:end]
+    end = None
+    if calendar is not None:
+        end = int(calendar.searchsorted(last, side="right")) + horizon_steps
+    if calendar is None or end > len(calendar):
+        calendar = session_windows(first, last + pd.Timedelta(days=days))
+        end = int(calendar.searchsorted(last, side="right")) + horizon_steps
+    windows = calendar[:end]
     close = np.full(len(windows), np.nan)
     if len(bars):
         values = pd.to_numeric(bars["close"], errors="coerce").to_numpy(dtype=np.float64)
         position = windows.get_indexer(stamps)
         usable = (position >= 0) & np.isfinite(values) & (values > 0)
         close[position[usable]] = values[usable]
-    day = windows.tz_localize(None).normalize()
-    session, first_of = pd.factorize(day)
-    starts = np.searchsorted(session, np.arange(len(first_of)))
+    # A session's windows are one window apart and sessions are a night apart: a wider gap starts a session.
+    opens = np.diff(windows.asi8) != WINDOW.value
+    session = np.concatenate([[0], np.cumsum(opens)]) if len(windows) else np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], opens])) if len(windows) else np.zeros(0, dtype=np.int64)
     counts = np.diff(np.append(starts, len(session)))
     slot = np.arange(len(windows)) - starts[session]
     # The last window of a short session (an early close) is its closing auction: count it as the closing slot.
     last_of_short = (counts[session] < SLOTS_PER_SESSION) & (slot == counts[session] - 1)
     slot = np.where(last_of_short, SLOTS_PER_SESSION - 1, np.minimum(slot, SLOTS_PER_SESSION - 1))
-    return _Grid(windows, close, session.astype(np.int64), slot.astype(np.int64), len(first_of))
+    return _Grid(windows, close, session.astype(np.int64), slot.astype(np.int64), len(starts))
+
+
+_WIDTH_CHUNK = 16
+"""Steps whose blended variance is summed together (``_Scale.widths``)."""
 
 
 @dataclass(frozen=True)
@@ -172,23 +199,48 @@ class _Scale:
     """Per origin position: ``sigma`` and the variance units of each step ahead, known at the origin's close."""
 
     sigma: np.ndarray  # [windows]
-    units: np.ndarray  # [windows - horizon, horizon]
+    units: np.ndarray  # [horizon, windows - horizon]: one row per step ahead (step-major, see ``_ahead``)
     sigma_long: np.ndarray | None = None  # [windows], the slow volatility (adapted intervals only)
 
     def widths(self, reversion_halflife_windows: float | None = None) -> np.ndarray:
-        """[origins, steps] ``sigma * sqrt(units)``; with a slow ``sigma_long``, the variance per unit blends from
+        """[steps, origins] ``sigma * sqrt(units)``; with a slow ``sigma_long``, the variance per unit blends from
         ``sigma`` (the next step) toward ``sigma_long`` (far steps): ``w_h sigma^2 + (1 - w_h) sigma_long^2`` with
         ``w_h`` the mean over the h steps of a decay of half-life ``reversion_halflife_windows`` (volatility
         reverts to its slow level, so a week ahead is judged mostly by the slow one)."""
-        origins, steps = self.units.shape
-        fast = self.sigma[:origins, None] ** 2
+        steps, origins = self.units.shape
+        fast = self.sigma[None, :origins] ** 2
         if self.sigma_long is None or not reversion_halflife_windows:
             return np.sqrt(fast * self.units)
         rate = np.log(2.0) / float(reversion_halflife_windows)
-        h = np.arange(1, steps + 1, dtype=np.float64)
+        h = np.arange(1, steps + 1, dtype=np.float64)[:, None]
         weight = (1.0 - np.exp(-rate * h)) / (rate * h)
-        slow = self.sigma_long[:origins, None] ** 2
-        return np.sqrt((weight * fast + (1.0 - weight) * slow) * self.units)
+        slow = self.sigma_long[None, :origins] ** 2
+        blended = weight * fast
+        for rows in range(0, steps, _WIDTH_CHUNK):  # a few steps at a time: the temporary stays in the cache
+            part = slice(rows, rows + _WIDTH_CHUNK)
+            blended[part] += (1.0 - weight[part]) * slow
+        blended *= self.units
+        return np.sqrt(blended, out=blended)
+
+
+def _ahead(values: np.ndarray, steps: int) -> np.ndarray:
+    """[steps, len(values) - steps] read-only view: row j holds, for each origin position o, ``values[o + j + 1]``
+    (the window j + 1 steps ahead). Arrays over (step, origin) are kept step-major: a row per step, contiguous
+    over origins, so running sums over origins and the per-step shifts below are plain strided views."""
+    return np.lib.stride_tricks.sliding_window_view(values[1:], len(values) - steps)[:steps]
+
+
+def _by_realization(buffer: np.ndarray) -> np.ndarray:
+    """Read-only view of a ``[..., steps, steps + origins]`` buffer whose rows hold ``steps`` filler entries and then
+    one value per origin: entry ``[..., j, p]`` is the value of origin ``p - j - 1``, the one whose step-(j + 1)
+    target is window p (the filler where there is none). A row per step shifted by its step, without a copy."""
+    steps = buffer.shape[-2]
+    origins = buffer.shape[-1] - steps
+    item = buffer.strides[-1]
+    strides = (*buffer.strides[:-2], buffer.strides[-2] - item, item)
+    return np.lib.stride_tricks.as_strided(
+        buffer[..., steps - 1 :], shape=(*buffer.shape[:-1], origins), strides=strides, writeable=False
+    )
 
 
 def _profile(grid: _Grid, kind: str, profile_halflife_sessions: float) -> np.ndarray:
@@ -230,6 +282,16 @@ def _scale(
     units_at = profile[grid.session, grid.slot]  # each window's variance units, known when its session opened
     # Returns between consecutive bars, each divided by the variance units of the windows it spans.
     present = np.flatnonzero(np.isfinite(grid.close))
+    before, after = present[:-1], present[1:]
+    if len(present) > 1:
+        known_units = np.isfinite(units_at)
+        cum_units = np.concatenate([[0.0], np.cumsum(np.where(known_units, units_at, 0.0))])
+        cum_unknown = np.concatenate([[0], np.cumsum(~known_units)])
+        spanned = cum_units[after + 1] - cum_units[before + 1]
+        complete = (cum_unknown[after + 1] - cum_unknown[before + 1]) == 0
+        returns = np.log(grid.close[after] / grid.close[before])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            squared = np.where(complete & (spanned > 0), returns**2 / spanned, np.nan)
     sigmas = []
     for halflife in (halflife_windows, long_halflife_windows):
         if halflife is None:
@@ -237,26 +299,21 @@ def _scale(
             continue
         sigma = np.full(len(grid.windows), np.nan)
         if len(present) > 1:
-            known_units = np.isfinite(units_at)
-            cum_units = np.concatenate([[0.0], np.cumsum(np.where(known_units, units_at, 0.0))])
-            cum_unknown = np.concatenate([[0], np.cumsum(~known_units)])
-            before, after = present[:-1], present[1:]
-            spanned = cum_units[after + 1] - cum_units[before + 1]
-            complete = (cum_unknown[after + 1] - cum_unknown[before + 1]) == 0
-            returns = np.log(grid.close[after] / grid.close[before])
-            with np.errstate(invalid="ignore", divide="ignore"):
-                squared = np.where(complete & (spanned > 0), returns**2 / spanned, np.nan)
             variance = pd.Series(squared).ewm(halflife=halflife, min_periods=MIN_RETURNS).mean().to_numpy()
             sigma[after] = np.sqrt(variance)
             sigma = pd.Series(sigma).ffill().to_numpy()
         sigmas.append(sigma)
     origins = len(grid.windows) - horizon_steps
-    ahead = np.arange(origins)[:, None] + np.arange(1, horizon_steps + 1)[None, :]
     if kind == "naive":
-        units = np.broadcast_to(np.arange(1, horizon_steps + 1, dtype=np.float64), (origins, horizon_steps))
+        steps = np.arange(1, horizon_steps + 1, dtype=np.float64)[:, None]
+        units = np.broadcast_to(steps, (horizon_steps, origins))
     else:
-        # The origin's profile (through the session before it) applied to the slots of the windows ahead.
-        units = np.cumsum(profile[grid.session[:origins, None], grid.slot[ahead]], axis=1)
+        # The origin's profile (through the session before it) applied to the slots of the windows ahead, summed
+        # step after step (one vector add per step).
+        cell = _ahead(grid.slot, horizon_steps) + grid.session[None, :origins] * SLOTS_PER_SESSION
+        units = profile.ravel().take(cell)
+        for step in range(1, horizon_steps):
+            np.add(units[step - 1], units[step], out=units[step])
     return _Scale(sigma=sigmas[0], units=units, sigma_long=sigmas[1])
 
 
@@ -267,7 +324,100 @@ QUANTILE_LOW, QUANTILE_HIGH = 0.05, 20.0
 CHECKPOINT_WINDOWS = 26
 """The quantiles are refreshed every 26 session windows (a session): an origin uses the errors realized by the
 last refresh at or before it, never later ones."""
-_STEP_CHUNK = 64
+
+
+def _quantile_bins(errors: np.ndarray, edges_log: np.ndarray) -> np.ndarray:
+    """The histogram bin (0..QUANTILE_BINS-1) of each error of a contiguous array, ``QUANTILE_BINS`` where it does
+    not count (NaN, infinite, negative): ``(log(error) - edges_log[0]) // bin width`` clipped, an error of 0 in the
+    first bin.
+
+    numpy's floor division of floats runs an order of magnitude slower than a division and a floor, which differ
+    from it only where the rounded quotient is a whole number (the exact one may lie just below it): those few are
+    divided again the slow way, so every bin is exactly the floor division's."""
+    bin_width = edges_log[1] - edges_log[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shifted = np.log(errors)
+        counted = shifted < np.inf  # NaN and +inf do not count; -inf (an error of 0) counts in the first bin
+        np.subtract(shifted, edges_log[0], out=shifted)
+        quotient = shifted / bin_width
+    bins = np.floor(quotient)
+    whole = np.flatnonzero(bins == quotient)
+    whole = whole[np.isfinite(quotient.ravel()[whole])]
+    bins.ravel()[whole] = shifted.ravel()[whole] // bin_width
+    np.clip(bins, 0, QUANTILE_BINS - 1, out=bins)
+    np.copyto(bins, QUANTILE_BINS, where=~counted)
+    return bins.astype(np.int64)
+
+
+def _quantile_tables(
+    errors: np.ndarray,
+    levels: Sequence[float],
+    min_errors: int,
+    checkpoint: int = CHECKPOINT_WINDOWS,
+    step_numbers: np.ndarray | None = None,
+    first_origin: int = 0,
+) -> list[np.ndarray]:
+    """Per level, a [steps, refreshes] table: column k is the quantile that the origins p with
+    ``p // checkpoint == k`` read (column 0, before any refresh: NaN), NaN if too few errors were realized.
+
+    ``errors`` is step-major and contiguous: ``errors[j, o] >= 0`` is the error of origin o at step j+1 (or
+    ``step_numbers[j]``), realized at position r = o + step. Every ``checkpoint`` positions the realized errors
+    enter a log-spaced histogram per step; column k holds the histogram of the errors with ``r < k * checkpoint``
+    (all realized before its origins' close). One pass of numpy over a [slots, steps, bins] array of running
+    counts: no expanding quantile per origin. Only the columns read from ``first_origin`` on are filled (earlier
+    ones NaN): the slots before them count as one.
+    """
+    steps, origins = errors.shape
+    ahead = np.arange(1, steps + 1) if step_numbers is None else np.asarray(step_numbers, dtype=np.int64)
+    if origins == 0:
+        return [np.full((steps, 1), np.nan) for _ in levels]
+    edges_log = np.linspace(np.log(QUANTILE_LOW), np.log(QUANTILE_HIGH), QUANTILE_BINS + 1)
+    slots = (origins + int(ahead.max())) // checkpoint + 2
+    merged = max(first_origin // checkpoint - 1, 0)  # slots 0..merged count as one: no origin reads them apart
+    kept = slots - merged
+    cell_bins = QUANTILE_BINS + 1  # and a last one for the errors that do not count
+    # Each error's cell in [slot, step, bin], slot = (origin + step) // checkpoint; the order of the counts is free.
+    slot = np.maximum(np.arange(origins + int(ahead.max())) // checkpoint - merged, 0) * (steps * cell_bins)
+    by_position = np.lib.stride_tricks.sliding_window_view(slot, origins)  # row r: origin o's at position o + r
+    cell = _quantile_bins(errors, edges_log)
+    cell += by_position[1 : steps + 1] if step_numbers is None else by_position[ahead]
+    cell += (np.arange(steps) * cell_bins)[:, None]
+    counts = np.bincount(cell.ravel(), minlength=kept * steps * cell_bins).reshape(kept, steps, cell_bins)
+    # Running sums over slots, one vector add per slot (numpy's cumsum along a leading axis runs several times
+    # slower; integers: the same counts either way), then over the bins of each (slot, step).
+    for index in range(1, kept):
+        np.add(counts[index - 1], counts[index], out=counts[index])  # realized in slots <= slot
+    below = np.cumsum(counts, axis=-1, out=counts)  # of those, errors in bins <= b (the last: every error)
+    total = below[..., QUANTILE_BINS - 1]
+    flat = below.reshape(-1)
+    row = np.arange(0, flat.size, cell_bins).reshape(total.shape)  # flat index of each (slot, step)'s first bin
+    tables = []
+    for level in levels:
+        target = level * total
+        bin_at = _bins_below(flat, row, target)
+        upto = flat.take(row + bin_at)
+        before = np.where(bin_at > 0, flat.take(row + np.maximum(bin_at - 1, 0)), 0)
+        in_bin = upto - before
+        frac = np.clip((target - before) / np.maximum(in_bin, 1), 0.0, 1.0)
+        quantile = np.exp(edges_log[bin_at] + frac * (edges_log[1] - edges_log[0]))
+        quantile[total < max(int(min_errors), 1)] = np.nan
+        table = np.full((steps, slots + 1), np.nan)  # column 0: no slot read yet; merged slots: none reads them
+        table[:, merged + 1 :] = quantile.T
+        tables.append(table)
+    return tables
+
+
+def _bins_below(below: np.ndarray, row: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """For each (slot, step): the first bin whose running count ``below[row + b]`` reaches ``target`` (the number
+    of bins below it, at most the last bin), by a binary search over the ordered running counts."""
+    low = np.zeros(target.shape, dtype=np.int64)
+    high = np.full(target.shape, QUANTILE_BINS - 1, dtype=np.int64)  # the last bin if no earlier one reaches it
+    for _ in range((QUANTILE_BINS - 1).bit_length()):
+        middle = (low + high) >> 1
+        short = below.take(row + middle) < target
+        low = np.where(short, middle + 1, low)
+        high = np.where(short, high, middle)
+    return low
 
 
 def _walk_forward_quantiles(
@@ -277,60 +427,16 @@ def _walk_forward_quantiles(
     checkpoint: int = CHECKPOINT_WINDOWS,
     step_numbers: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """For each level, q[p, j] = quantile of the finite errors[o, j] realized by origin p, NaN if too few.
-
-    ``errors[o, j] >= 0`` is the error of origin o at step j+1 (or ``step_numbers[j]``), realized at position
-    r = o + step. Every
-    ``checkpoint`` positions the realized errors enter a log-spaced histogram per step; origin p reads the
-    histogram of the errors with ``r < (p // checkpoint) * checkpoint`` (all realized before p's close). One pass of
-    numpy over [checkpoints, steps, bins] arrays (steps in chunks): no expanding quantile per origin.
-    """
+    """For each level, q[p, j] = quantile of the finite errors[o, j] (origin-major) realized by origin p, NaN if
+    too few: ``_quantile_tables`` read at every origin."""
     origins, steps = errors.shape
-    ahead = np.arange(1, steps + 1) if step_numbers is None else np.asarray(step_numbers, dtype=np.int64)
-    out = [np.full((origins, steps), np.nan) for _ in levels]
-    if origins == 0:
-        return out
-    edges_log = np.linspace(np.log(QUANTILE_LOW), np.log(QUANTILE_HIGH), QUANTILE_BINS + 1)
-    bin_width = edges_log[1] - edges_log[0]
-    slots = (origins + int(ahead.max())) // checkpoint + 2
-    chunk = max(1, min(_STEP_CHUNK, steps))
-    read_slot = np.arange(origins) // checkpoint  # origin p reads slots < read_slot[p]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log(errors)
-    for first in range(0, steps, chunk):
-        cols = np.arange(first, min(first + chunk, steps))
-        block = logs[:, cols]
-        finite = np.isfinite(block)
-        counted = finite | (errors[:, cols] == 0)  # an error of 0: the first bin
-        value = np.where(finite, block, edges_log[0])
-        bins = np.clip(((value - edges_log[0]) // bin_width), 0, QUANTILE_BINS - 1).astype(np.int64)
-        slot = (np.arange(origins)[:, None] + ahead[cols][None, :]) // checkpoint
-        flat = (slot * QUANTILE_BINS + bins) * len(cols) + np.arange(len(cols))[None, :]  # [slot, bin, step]
-        counts = np.bincount(flat[counted], minlength=slots * QUANTILE_BINS * len(cols)).astype(np.int32).reshape(
-            slots, QUANTILE_BINS, len(cols)
-        )
-        # Running sums along the short axes, one vector add per slot or bin: numpy's cumsum along a leading axis of
-        # a 3-d array runs an order of magnitude slower (integers: the same counts either way).
-        for index in range(1, slots):
-            np.add(counts[index - 1], counts[index], out=counts[index])  # realized in slots <= slot
-        below = counts.copy()
-        for index in range(1, QUANTILE_BINS):
-            np.add(below[:, index - 1], below[:, index], out=below[:, index])  # of those, errors in bins <= b
-        total = below[:, -1, :]
-        for index, level in enumerate(levels):
-            target = level * total
-            bin_at = np.zeros(total.shape, dtype=np.int64)
-            for plane in range(QUANTILE_BINS):
-                bin_at += below[:, plane, :] < target
-            bin_at = np.minimum(bin_at, QUANTILE_BINS - 1)
-            in_bin = np.take_along_axis(counts, bin_at[:, None, :], axis=1)[:, 0, :]
-            before = np.take_along_axis(below, bin_at[:, None, :], axis=1)[:, 0, :] - in_bin
-            frac = np.clip((target - before) / np.maximum(in_bin, 1), 0.0, 1.0)
-            quantile = np.exp(edges_log[bin_at] + frac * bin_width)
-            quantile[total < max(int(min_errors), 1)] = np.nan
-            table = np.vstack([np.full((1, len(cols)), np.nan), quantile])  # row 0: no slot read yet
-            out[index][:, cols] = table[np.minimum(read_slot, slots)]
-    return out
+    tables = _quantile_tables(np.ascontiguousarray(errors.T), levels, min_errors, checkpoint, step_numbers)
+    read = np.minimum(np.arange(origins) // checkpoint, tables[0].shape[1] - 1) if tables else None
+    return [table[:, read].T for table in tables]
+
+
+ACI_BLOCK = 32
+"""Positions whose ACI multipliers are solved together (``_aci_thetas``): a longer block takes more rounds."""
 
 
 def _adaptive_multipliers(
@@ -338,43 +444,74 @@ def _adaptive_multipliers(
 ) -> np.ndarray:
     """Adaptive conformal (ACI) log-multipliers theta[p, c] of each column's base quantile, known at origin p.
 
-    ``deviation[o, c] = log(error / (base quantile * ...))`` of origin o in column c (step ``c % steps`` + 1); a miss
-    is ``deviation > theta[o, c]`` (the actual fell outside the band origin o published). At each position p with a
-    bar, the errors of the origins whose target is p are realized and every column moves by
-    ``gamma * (miss - alpha)``: wider after misses, narrower while covered. Over any span the realized miss rate is
-    ``alpha + (theta_end - theta_start) / (gamma * n)``, so a bounded theta means the nominal coverage in the long
-    run, whatever the drift. One vectorized update per position (over steps and levels), no per-origin quantile.
+    ``deviation[o, c] = log(error / (base quantile * ...))`` of origin o in column c (level ``c // steps``, step
+    ``c % steps`` + 1); a miss is ``deviation > theta[o, c]`` (the actual fell outside the band origin o published).
+    At each position p with a bar, the errors of the origins whose target is p are realized and every column moves
+    by ``gamma * (miss - alpha)``: wider after misses, narrower while covered. Over any span the realized miss rate
+    is ``alpha + (theta_end - theta_start) / (gamma * n)``, so a bounded theta means the nominal coverage in the
+    long run, whatever the drift. See ``_aci_thetas``.
     """
     origins, columns = deviation.shape
-    steps = columns // len(alphas) if len(alphas) else columns
-    theta = np.zeros((origins + steps, columns))
-    if origins == 0 or columns == 0:
-        return theta[steps:]
-    step_of = np.arange(columns) % steps
-    alpha = np.repeat(alphas, steps)
-    padded_dev = np.vstack([np.full((steps, columns), np.nan), deviation]).ravel()
-    padded_ok = np.vstack([np.zeros((steps, columns), dtype=bool), valid]).ravel()
-    flat_theta = theta.ravel()
-    base = (steps - 1 - step_of) * columns + np.arange(columns)  # origin p - 1 - j at position p, padded rows
-    current = np.zeros(columns)
-    previous = 0
-    # theta stays 0 until the first valid origin is realized: start at the first position after it.
-    has_valid = valid.any(axis=1)
-    first_valid = int(np.argmax(has_valid)) if has_valid.any() else origins
-    widen, narrow = gamma * (1.0 - alpha), gamma * (0.0 - alpha)  # gamma * (missed - alpha), either case
-    positions = np.flatnonzero(present[:origins])
-    for p in positions[positions > first_valid]:
-        if p > previous:
-            theta[previous + steps : p + steps] = current
-        index = base + p * columns
-        ok = padded_ok[index]
-        if ok.any():
-            missed = padded_dev[index] > flat_theta[index]
-            current = current + np.where(ok, np.where(missed, widen, narrow), 0.0)
-        theta[p + steps] = current
-        previous = p + 1
-    theta[previous + steps :] = current
-    return theta[steps:]
+    levels = len(alphas)
+    steps = columns // levels if levels else columns
+    if origins == 0 or columns == 0 or levels == 0:
+        return np.zeros((origins, columns))
+    # An origin's error counts when it is valid and its target window, o + step, has a bar before the last origin.
+    with_bar = np.concatenate([present[:origins].astype(bool), np.zeros(steps + 1, dtype=bool)])
+    counted = valid.T.reshape(levels, steps, origins) & _ahead(with_bar, steps)[None, :, :origins]
+    # A counted deviation that is not finite still counts (NaN: covered, +inf: missed); NaN in the buffer does not.
+    finite = np.nan_to_num(deviation, nan=-np.inf).clip(-1e300, 1e300)
+    by_step = np.full((levels, steps, steps + origins), np.nan)
+    np.copyto(by_step[..., steps:], finite.T.reshape(levels, steps, origins), where=counted)
+    alpha = np.asarray(alphas, dtype=np.float64)[:, None]
+    step_gamma = np.asarray(gamma, dtype=np.float64).reshape(levels, steps)
+    theta = _aci_thetas(_by_realization(by_step), step_gamma * (1.0 - alpha), step_gamma * (0.0 - alpha))
+    return theta.reshape(levels * steps, origins).T
+
+
+def _aci_thetas(realized: np.ndarray, widen: np.ndarray, narrow: np.ndarray) -> np.ndarray:
+    """[levels, steps, origins] ACI log-multipliers theta (see ``_adaptive_multipliers``) from the deviations
+    ``realized[l, j, p]`` of the origins p - j - 1 whose step-(j + 1) target is window p (``_by_realization``),
+    NaN where none counts: theta[l, j, p] = theta[l, j, p - 1] + ``widen[l, j]`` if the deviation exceeds
+    theta[l, j, p - j - 1] (a miss of the band that origin published), else ``narrow[l, j]``.
+
+    A recurrence over positions, solved ``ACI_BLOCK`` positions at a time. A step of at least ``ACI_BLOCK`` windows
+    reads only multipliers from before the block, so its increments are known at once. A shorter step reads
+    multipliers inside the block: they start as a guess (the multiplier before the block) and the increments are
+    recomputed from the multipliers they give until they no longer change. That fixed point is the sequential
+    solution: each increment depends only on earlier multipliers, so by induction on the position no other one
+    exists, and round k settles at least the first k positions (on real bars 2-3 rounds settle a block). The
+    multipliers are running sums of the increments in position order (np.cumsum): the same float additions, in
+    the same order, as one position at a time.
+    """
+    levels, steps, origins = realized.shape
+    buffer = np.zeros((levels, steps, steps + 1 + origins))  # the multipliers before the first origin are 0
+    theta = buffer[..., steps + 1 :]
+    published = _by_realization(buffer[..., 1:])  # [l, j, p]: the multiplier of origin p - j - 1
+    short = slice(0, ACI_BLOCK - 1)  # the steps that read multipliers inside their block
+    widen, narrow = widen[:, :, None], narrow[:, :, None]
+
+    def settle(block: np.ndarray, chosen: np.ndarray, counted: np.ndarray, which: slice) -> None:
+        # block[..., 0] is the multiplier before the block: the running sum starts from it, increment by increment.
+        increment = np.where(chosen, widen[:, which], narrow[:, which])
+        increment *= counted  # x 1 or x 0: exact
+        increment[..., 0] += block[..., 0]
+        np.cumsum(increment, axis=-1, out=block[..., 1:])
+
+    for start in range(0, origins, ACI_BLOCK):
+        cols = slice(start, min(start + ACI_BLOCK, origins))
+        block = buffer[..., steps + start : steps + 1 + cols.stop]  # the multiplier before the block, then its own
+        block[:, short, 1:] = block[:, short, :1]  # the guess
+        deviation = realized[..., cols]
+        counted = np.isfinite(deviation)
+        chosen = deviation > published[..., cols]  # missed
+        settle(block, chosen, counted, slice(None))
+        used = chosen[:, short]
+        deviation, reference, counted = deviation[:, short], published[:, short, cols], counted[:, short]
+        while not np.array_equal(chosen := deviation > reference, used):
+            settle(block[:, short], chosen, counted, short)
+            used = chosen
+    return theta
 
 
 def baseline_bands(
@@ -403,18 +540,22 @@ def baseline_bands(
     if len(chosen) == 0 or chosen.min() < 1 or chosen.max() > horizon:
         raise ValueError(f"steps must lie between 1 and horizon_steps ({horizon}), got {list(chosen)}.")
     wanted = _as_new_york(origins)
-    grid = _grid(bars, wanted, horizon)
+    stamps = _bar_stamps(bars)
+    known = stamps.append(wanted) if len(wanted) else stamps
+    if len(known) == 0:
+        raise ValueError("There are neither bars nor origins to build bands from; pass a symbol's bars.")
+    grid = _grid(bars, stamps, known.min(), known.max(), horizon)
     position = grid.windows.get_indexer(wanted)
     if (position < 0).any():
         bad = wanted[position < 0][0]
         raise ValueError(f"Origin {bad} is not the start of a session window; pass session windows as origins.")
     scale = _scale(grid, kind, horizon, halflife_windows, profile_halflife_sessions)
     origins_all = len(grid.windows) - horizon
-    ahead = np.arange(origins_all)[:, None] + chosen[None, :]
-    width = scale.sigma[:origins_all, None] * np.sqrt(scale.units[:, chosen - 1])
+    width = scale.sigma[None, :origins_all] * np.sqrt(scale.units[chosen - 1])  # [chosen steps, origins]
+    target_close = grid.close[chosen[:, None] + np.arange(origins_all)[None, :]]
     with np.errstate(invalid="ignore", divide="ignore"):
-        errors = np.abs(np.log(grid.close[ahead] / grid.close[:origins_all, None]) / width)
-    quantiles = _walk_forward_quantiles(errors, coverages, min_errors, step_numbers=chosen)
+        errors = np.abs(np.log(target_close / grid.close[None, :origins_all]) / width)
+    tables = _quantile_tables(errors, coverages, min_errors, step_numbers=chosen, first_origin=int(position.min()))
 
     last_close = grid.close[position]
     frame = {
@@ -423,9 +564,10 @@ def baseline_bands(
         "target_window": grid.windows[(position[:, None] + chosen[None, :]).ravel()],
         "last_close": np.repeat(last_close, len(chosen)),
     }
-    for level, q in zip(coverages, quantiles, strict=True):
+    read = np.minimum(position // CHECKPOINT_WINDOWS, tables[0].shape[1] - 1)
+    for level, table in zip(coverages, tables, strict=True):
         lower, upper = bound_columns(level)
-        half = (q[position] * width[position]).ravel()
+        half = (table[:, read] * width[:, position]).T.ravel()  # origin by origin, its steps in order
         frame[lower] = frame["last_close"] * np.exp(-half)
         frame[upper] = frame["last_close"] * np.exp(half)
     out = pd.DataFrame(frame)
@@ -466,38 +608,67 @@ def adapt_intervals(
         raise ValueError(f"Predictions lack the column(s) {missing}; pass rows of the predictions table.")
     if warmup not in ("keep", "nan"):
         raise ValueError(f"warmup must be 'keep' or 'nan', got {warmup!r}.")
-    out = predictions.copy()
-    for level in coverages:
-        for name in bound_columns(level):
-            if name not in out.columns:
-                out[name] = np.nan
-            out[name] = out[name].astype(np.float64)
-    if out.empty:
+    bounds = [name for level in coverages for name in bound_columns(level)]
+    if predictions.empty:
+        out = predictions.copy()
+        for name in bounds:
+            out[name] = out[name].astype(np.float64) if name in out.columns else np.nan
         return out
-    symbols = out["symbol"].astype(str).to_numpy(dtype=object)
+    as_of = _new_york_ns(predictions["as_of_window"])
+    target = _new_york_ns(predictions["target_window"])
+    predicted = pd.to_numeric(predictions["predicted_close"], errors="coerce").to_numpy(dtype=np.float64)
+    step_hint = predictions["horizon_step"].to_numpy() if "horizon_step" in predictions.columns else None
+    if step_hint is not None and step_hint.dtype.kind not in "iu":
+        step_hint = None
     bar_symbols = bars["symbol"].astype(str).to_numpy(dtype=object) if len(bars) else np.zeros(0, dtype=object)
     settings = _AdaptSettings(
         kind, tuple(coverages), halflife_windows, profile_halflife_sessions, min_errors, long_halflife_windows,
         reversion_halflife_windows, aci_gamma, shrink,
     )
-    read = out[["symbol", "as_of_window", "target_window", "predicted_close"]]
-    for symbol in sorted(pd.unique(symbols)):
-        mine = symbols == symbol
-        every = bool(mine.all())  # one symbol: whole columns, no row selection (a year of paths is ~10^6 rows)
-        rows = slice(None) if every else np.flatnonzero(mine)
+    groups = _symbol_rows(predictions["symbol"])
+    model_bounds = {name: _model_bounds(predictions, name) for name in bounds} if warmup == "keep" else {}
+    # The new bound columns, symbol by symbol (one symbol: its arrays as they come). The frame returned is a
+    # shallow copy whose bound columns are replaced whole: a year of paths is ~10^6 rows, the rest is not copied.
+    merged = {name: np.empty(len(predictions)) for name in bounds}
+    for symbol, rows in groups:
         bar_rows = bar_symbols == symbol
         adapted = _adapt_symbol(
-            read if every else read.iloc[rows], bars if bar_rows.all() else bars[bar_rows], settings
+            symbol, as_of[rows], target[rows], predicted[rows], None if step_hint is None else step_hint[rows],
+            bars if bar_rows.all() else bars[bar_rows], settings,
         )
         for name, values in adapted.items():
-            column = out.columns.get_loc(name)
-            current = out[name].to_numpy(dtype=np.float64)[rows]
-            keep = ~np.isfinite(values) & (warmup == "keep")
-            if every:
-                out[name] = np.where(keep, current, values)
+            if warmup == "keep":
+                values = np.where(np.isfinite(values), values, model_bounds[name][rows])
+            if isinstance(rows, slice):
+                merged[name] = values
             else:
-                out.iloc[rows, column] = np.where(keep, current, values)
+                merged[name][rows] = values
+    out = predictions.copy(deep=False)
+    for name in bounds:
+        out[name] = merged[name]
     return out
+
+
+def _model_bounds(predictions: pd.DataFrame, name: str) -> np.ndarray:
+    """The model's own bound column as floats (NaN if absent), without a copy when it already is one."""
+    if name not in predictions.columns:
+        return np.full(len(predictions), np.nan)
+    column = predictions[name]
+    return column.to_numpy() if column.dtype == np.float64 else column.astype(np.float64).to_numpy()
+
+
+def _symbol_rows(symbols: pd.Series) -> list[tuple[str, slice | np.ndarray]]:
+    """(symbol, its rows) in symbol order; one symbol (the common case) takes every row, found by counting the
+    first symbol (identical strings compare by identity, several times faster than hashing every row)."""
+    values = symbols.to_numpy()
+    first = values[0]
+    if isinstance(first, str) and values.tolist().count(first) == len(values):
+        return [(str(first), slice(None))]
+    names = symbols.astype(str).to_numpy(dtype=object)
+    unique = sorted(pd.unique(names))
+    if len(unique) == 1:
+        return [(unique[0], slice(None))]
+    return [(symbol, np.flatnonzero(names == symbol)) for symbol in unique]
 
 
 @dataclass(frozen=True)
@@ -513,98 +684,189 @@ class _AdaptSettings:
     shrink: bool
 
 
-def _shifted_cumsum(values: np.ndarray) -> np.ndarray:
-    """[k, origins, steps] -> at origin p, the sum of ``values[:, o, j]`` over the origins whose step-j target is
-    realized by p (o <= p - j - 1); NaN counts as 0. The running sums run along the last axis of a step-major copy
-    (numpy accumulates a contiguous axis several times faster; the additions are the same, in the same order)."""
-    origins, steps = values.shape[1:]
-    by_step = np.ascontiguousarray(np.nan_to_num(values, nan=0.0).transpose(0, 2, 1))  # [k, steps, origins]
-    np.cumsum(by_step, axis=2, out=by_step)
-    out = np.zeros_like(by_step)
-    for j in range(steps):  # a loop over steps, not origins
-        out[:, j, j + 1 :] = by_step[:, j, : origins - j - 1]
-    return out.transpose(0, 2, 1)
+def _window_positions(windows: np.ndarray, stamps: np.ndarray, guess: np.ndarray | None = None) -> np.ndarray:
+    """Index of each stamp (ns) in the ascending ``windows`` (ns), -1 where it is none. A run of equal stamps (the
+    rows of one path share its as-of window) is looked up once; ``guess`` (an index per stamp, e.g. the as-of
+    window's plus the horizon step) is checked and only the stamps it misses are looked up."""
+    found = np.full(len(stamps), -1, dtype=np.int64)
+    if len(windows) == 0 or len(stamps) == 0:
+        return found
+    if guess is not None:
+        candidate = guess if 0 <= guess.min() and guess.max() < len(windows) else np.clip(guess, 0, len(windows) - 1)
+        hit = windows.take(candidate) == stamps
+        if hit.all():
+            return candidate
+        found[hit] = candidate[hit]
+        rest = np.flatnonzero(~hit)
+        found[rest] = _window_positions(windows, stamps[rest])
+        return found
+    starts = np.flatnonzero(np.concatenate([[True], stamps[1:] != stamps[:-1]]))
+    at = pd.Index(windows).get_indexer(stamps[starts])
+    return np.repeat(at, np.diff(np.append(starts, len(stamps))))
 
 
-def _adapt_symbol(rows: pd.DataFrame, bars: pd.DataFrame, settings: _AdaptSettings) -> dict[str, np.ndarray]:
-    as_of = _as_new_york(rows["as_of_window"])
-    target = _as_new_york(rows["target_window"])
-    probe = _grid(bars, as_of.append(target), 1)
-    origin_pos = probe.windows.get_indexer(as_of)
-    target_pos = probe.windows.get_indexer(target)
+def _adapt_symbol(
+    symbol: str,
+    as_of_ns: np.ndarray,
+    target_ns: np.ndarray,
+    predicted: np.ndarray,
+    step_hint: np.ndarray | None,
+    bars: pd.DataFrame,
+    settings: _AdaptSettings,
+) -> dict[str, np.ndarray]:
+    """The adapted bounds of one symbol's rows (NaN during warm-up), from its as-of and target windows (ns),
+    forecasts and bars. Arrays over (step, origin) are step-major (``_ahead``), from the model's first origin on
+    where only its forecasts matter."""
+    stamps = _bar_stamps(bars)
+    first = min(as_of_ns.min(), target_ns.min(), *([stamps.asi8.min()] if len(stamps) else []))
+    last = max(as_of_ns.max(), target_ns.max(), *([stamps.asi8.max()] if len(stamps) else []))
+    first, last = (pd.Timestamp(value, tz="UTC").tz_convert(NEW_YORK) for value in (first, last))
+    calendar = session_windows(first, last + pd.Timedelta(days=14))
+    calendar_ns = calendar.asi8
+    origin_pos = _window_positions(calendar_ns, as_of_ns)
+    guess = None if step_hint is None else origin_pos + step_hint
+    target_pos = _window_positions(calendar_ns, target_ns, guess)
     if (origin_pos < 0).any() or (target_pos < 0).any():
         raise ValueError(
-            f"A prediction of {rows['symbol'].iloc[0]} names a window that is not a session window; "
+            f"A prediction of {symbol} names a window that is not a session window; "
             "as-of and target windows must be session window starts."
         )
     step = target_pos - origin_pos
     if (step < 1).any():
-        raise ValueError(f"A prediction of {rows['symbol'].iloc[0]} targets a window at or before its as-of window.")
+        raise ValueError(f"A prediction of {symbol} targets a window at or before its as-of window.")
     horizon = int(step.max())
-    grid = _grid(bars, as_of.append(target), horizon)
-    origin_pos = grid.windows.get_indexer(as_of)
+    grid = _grid(bars, stamps, first, last, horizon, calendar)
     scale = _scale(
         grid, settings.kind, horizon, settings.halflife_windows, settings.profile_halflife_sessions,
         settings.long_halflife_windows,
     )
-    width = scale.widths(settings.reversion_halflife_windows)  # [origins, steps]
-    origins = width.shape[0]
-    ahead = np.arange(origins)[:, None] + np.arange(1, horizon + 1)[None, :]
-    last = grid.close[:origins, None]
+    width = scale.widths(settings.reversion_halflife_windows)  # [steps, origins]
+    origins = width.shape[1]
+    close = grid.close
+    # Every forecast is the model's own from its first origin on: the shrink, the centre and the ACI read only
+    # those origins (``region``: arrays [steps, region origins]); before, the errors are the last close's.
+    first_model = int(origin_pos.min())
+    region = slice(first_model, None)
+    count = origins - first_model
+    cell = (step - 1) * count + origin_pos - first_model  # each row's (step, origin) in a flattened region array
     with np.errstate(invalid="ignore", divide="ignore"):
-        moved = np.log(grid.close[ahead] / last)  # realized log move from each origin's close (NaN: no bar)
-        predicted = pd.to_numeric(rows["predicted_close"], errors="coerce").to_numpy(dtype=np.float64)
-        forecast = np.full((origins, horizon), np.nan)
-        forecast[origin_pos, step - 1] = np.log(predicted / grid.close[origin_pos])  # duplicates: the last wins
-    forecast[~np.isfinite(forecast)] = np.nan
+        moved = np.log(_ahead(close, horizon) / close[:origins])  # realized log move from each origin's close
+        forecast_move = np.log(predicted / close[origin_pos])
+    forecast_move[~np.isfinite(forecast_move)] = np.nan
+    forecast = np.full((horizon, count), np.nan)
+    np.put(forecast, cell, forecast_move)  # duplicates: the last wins
     is_model = np.isfinite(forecast)
 
     # Centre: the forecast move shrunk by its realized least-squares weight on the actual move, in [0, 1].
-    weight = np.ones((origins, horizon))
     if settings.shrink:
-        both = is_model & np.isfinite(moved)
-        # Before the first realized forecast every sum is zero and so is the weight: sum from the origin before it
-        # (a zero row, so each running sum starts from the same +0.0 as over the whole span) and leave the rest 0.
-        first = int(np.argmax(both.any(axis=1))) if both.any() else origins
-        rows = slice(max(first - 1, 0), None)
-        weight = np.zeros((origins, horizon))
-        x, y = np.where(both[rows], forecast[rows], 0.0), np.where(both[rows], moved[rows], 0.0)
-        xy, xx, yy, seen = _shifted_cumsum(np.stack([x * y, x * x, y * y, both[rows].astype(np.float64)]))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            slope = xy / xx
-            residual = np.maximum(yy - 2.0 * slope * xy + slope**2 * xx, 0.0) / np.maximum(seen, 1.0)
-            # Overlapping targets: the errors of step j share j - 1 windows, so n of them weigh about n / j.
-            error = np.sqrt(residual / xx * np.arange(1, horizon + 1)[None, :])
-            fitted = np.clip(slope - SKILL_STANDARD_ERRORS * error, 0.0, 1.0)
-        weight[rows] = np.where((seen >= settings.min_errors) & (xx > 0), fitted, 0.0)
-    centre = np.where(is_model, weight * forecast, 0.0)
+        weight = _skill_weights(forecast, moved[:, region], is_model, settings.min_errors)
+        centre = np.where(is_model, weight * forecast, 0.0)
+    else:
+        centre = np.where(is_model, 1.0 * forecast, 0.0)
+    errors = np.empty((horizon, origins))  # the model's own where it forecast, the last close's elsewhere
     with np.errstate(invalid="ignore", divide="ignore"):
-        errors = np.abs(moved - centre) / width  # the model's own where it forecast, the last close's elsewhere
+        np.abs(moved[:, :first_model], out=errors[:, :first_model])
+        np.abs(np.subtract(moved[:, region], centre, out=errors[:, region]), out=errors[:, region])
+        errors /= width
     levels = list(settings.coverages)
-    base = _walk_forward_quantiles(errors, levels, settings.min_errors)
-    # The ACI multipliers move only at the model's own realized forecasts: from its first origin on (rows before
-    # it could only read origins without a forecast, so theta stays 0 there).
-    first_model = min(int(np.argmax(is_model.any(axis=1))) if is_model.any() else origins, int(origin_pos.min()))
-    model_rows = slice(first_model, None)
+    tables = _quantile_tables(errors, levels, settings.min_errors, first_origin=first_model)
+    read = np.minimum(np.arange(first_model, origins) // CHECKPOINT_WINDOWS, tables[0].shape[1] - 1)
+    base = [table[:, read] for table in tables]  # [steps, region origins] per level
+
+    # The ACI multipliers move only at the model's own realized forecasts.
+    model_errors = np.where(is_model, errors[:, region], np.nan)
+    deviation = np.empty((len(levels), horizon, horizon + count))
+    deviation[..., :horizon] = np.nan  # no origin: nothing realized
     with np.errstate(invalid="ignore", divide="ignore"):
-        deviation = np.hstack([np.log(errors[model_rows] / q[model_rows]) for q in base])
-    valid = np.isfinite(deviation) & np.tile(is_model[model_rows], (1, len(levels)))
-    alphas = np.array([1.0 - level for level in levels])
+        for index, quantile in enumerate(base):
+            by_origin = deviation[index, :, horizon:]
+            np.log(np.divide(model_errors, quantile, out=by_origin), out=by_origin)
+    alphas = np.array([1.0 - level for level in levels])[:, None]
     gamma = settings.aci_gamma * np.sqrt(np.minimum(np.arange(1, horizon + 1) / ACI_FULL_STEP, 1.0))
-    theta = _adaptive_multipliers(
-        deviation, valid, np.isfinite(grid.close[model_rows]), alphas, np.tile(gamma, len(levels))
-    ).ravel()
-    cell = origin_pos * horizon + step - 1  # each row's (origin, step) in the flattened [origins, steps] arrays
-    theta_cell = (origin_pos - first_model) * (len(levels) * horizon) + step - 1
-    rows_centre = grid.close[origin_pos] * np.exp(centre.ravel()[cell])
-    rows_width = width.ravel()[cell]
+    theta = _aci_thetas(_by_realization(deviation), gamma * (1.0 - alphas), gamma * (0.0 - alphas))
+
+    # Each row's bounds: its centre, and per level the half-width base quantile x ACI multiplier x volatility.
+    rows_centre = close[origin_pos] * np.exp(centre.ravel().take(cell))
+    region_width = width[:, region]
     adapted: dict[str, np.ndarray] = {}
     for index, level in enumerate(levels):
         lower, upper = bound_columns(level)
-        h = base[index].ravel()[cell] * np.exp(theta[theta_cell + index * horizon]) * rows_width
+        half = np.exp(theta[index])
+        half *= base[index]
+        half *= region_width
+        h = half.ravel().take(cell)
         adapted[lower] = rows_centre * np.exp(-h)
         adapted[upper] = rows_centre * np.exp(h)
     return adapted
+
+
+_SKILL_CHUNK = 8
+"""Steps whose skill weights are fitted together (``_fit_skill``)."""
+
+
+def _skill_weights(forecast: np.ndarray, moved: np.ndarray, is_model: np.ndarray, min_errors: int) -> np.ndarray:
+    """[steps, origins] the centre's weight on the forecast move: the least-squares slope of the realized moves on
+    the forecast moves at that step over the forecasts realized by the origin's close (the target window is the
+    origin or earlier), less ``SKILL_STANDARD_ERRORS`` standard errors, clipped to [0, 1]; 0 until ``min_errors``.
+
+    The running sums run over origins along each step's row (``_ahead`` layout) and are read shifted by the step
+    (``_by_realization``): the sum at origin p holds the origins o <= p - j - 1.
+    """
+    steps, origins = forecast.shape
+    weight = np.zeros((steps, origins))
+    both = is_model & np.isfinite(moved)
+    realized_any = both.any(axis=0)
+    if not realized_any.any():
+        return weight
+    # Before the first realized forecast every sum is zero and so is the weight: sum from the origin before it
+    # (a zero column, so each running sum starts from the same +0.0 as over the whole span) and leave the rest 0.
+    first = max(int(np.argmax(realized_any)) - 1, 0)
+    rows = slice(first, None)
+    count = origins - first
+    x, y, counted = forecast[:, rows], moved[:, rows], both[:, rows]
+    # The running sums of (x y, x x) and of (y y, count) as the two halves of complex numbers: numpy adds the halves
+    # apart (the same float additions as four separate sums) at twice the speed of one float at a time. Where no
+    # forecast is realized every term is 0.
+    sums = np.zeros((2, steps, steps + count), dtype=np.complex128)
+    np.multiply(x, y, out=sums[0, :, steps:].real, where=counted)
+    np.multiply(x, x, out=sums[0, :, steps:].imag, where=counted)
+    np.multiply(y, y, out=sums[1, :, steps:].real, where=counted)
+    sums[1, :, steps:].imag = counted
+    np.cumsum(sums, axis=2, out=sums)
+    xy, xx = _by_realization(sums[0].real), _by_realization(sums[0].imag)
+    yy, seen = _by_realization(sums[1].real), _by_realization(sums[1].imag)
+    numbers = np.arange(1, steps + 1)[:, None]
+    for chunk in range(0, steps, _SKILL_CHUNK):  # a few steps at a time: the temporaries stay in the cache
+        part = slice(chunk, chunk + _SKILL_CHUNK)
+        _fit_skill(xy[part], xx[part], yy[part], seen[part], numbers[part], min_errors, weight[part, rows])
+    return weight
+
+
+def _fit_skill(
+    xy: np.ndarray, xx: np.ndarray, yy: np.ndarray, seen: np.ndarray, step: np.ndarray, min_errors: int,
+    weight: np.ndarray,
+) -> None:
+    """``_skill_weights`` from the running sums of some steps (``step``: their numbers, a column), into ``weight``
+    (zeros) where at least ``min_errors`` forecasts are realized; every operation as one expression would do it."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = xy / xx
+        # residual = max(yy - 2 slope xy + slope^2 xx, 0) / max(seen, 1)
+        residual = 2.0 * slope
+        residual *= xy
+        np.subtract(yy, residual, out=residual)
+        squared = np.square(slope)
+        squared *= xx
+        residual += squared
+        np.maximum(residual, 0.0, out=residual)
+        residual /= np.maximum(seen, 1.0)
+        # Overlapping targets: the errors of step j share j - 1 windows, so n of them weigh about n / j.
+        error = np.divide(residual, xx, out=residual)
+        error *= step
+        np.sqrt(error, out=error)
+        fitted = np.multiply(error, SKILL_STANDARD_ERRORS, out=error)
+        np.subtract(slope, fitted, out=fitted)
+        np.clip(fitted, 0.0, 1.0, out=fitted)
+    np.copyto(weight, fitted, where=(seen >= min_errors) & (xx > 0))
 
 
 def walk_forward_origins(bars: pd.DataFrame) -> pd.DatetimeIndex:
