@@ -385,12 +385,16 @@ def _rule_fires(
 def _adapted(bands: Any, predictions: pd.DataFrame, per_symbol: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Each symbol's rows with their intervals recalibrated walk-forward by ``bands.adapt_intervals``, symbol by
     symbol in name order (one call: it adapts each symbol on its own bars)."""
-    symbols = pd.Index(as_text(predictions["symbol"]))
-    if not symbols.is_monotonic_increasing:
-        predictions = predictions.take(np.argsort(symbols.to_numpy(), kind="stable"))
-    names = sorted(symbols.unique())
+    codes, names = factorize_runs(as_text(predictions["symbol"]))  # rows come in long runs of one symbol
+    rank = np.argsort(np.argsort(np.asarray(names, dtype=object)))  # each code's place in name order
+    ordered = rank[codes]
+    if len(ordered) > 1 and (np.diff(ordered) < 0).any():
+        predictions = predictions.take(np.argsort(ordered, kind="stable"))
+    if not isinstance(predictions.index, pd.RangeIndex) or predictions.index.start != 0 or predictions.index.step != 1:
+        predictions = predictions.reset_index(drop=True)
+    names = sorted(str(name) for name in names)
     bars = per_symbol[names[0]] if len(names) == 1 else pd.concat([per_symbol[name] for name in names])
-    return bands.adapt_intervals(predictions.reset_index(drop=True), bars)
+    return bands.adapt_intervals(predictions, bars)
 
 
 def bucket_candidates(rows: pd.DataFrame) -> np.ndarray:

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline.evaluation.keys import factorize_runs
 from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, WINDOW, session_windows
 
@@ -209,18 +210,17 @@ def accuracy_metrics(
     bucket_names = np.array(buckets, dtype=object)[grid_bucket]
 
     values = counted[list(_SUMS)].to_numpy(dtype=float)
-    current = _range_sums(
-        [counted["symbol"].to_numpy(dtype=object), counted["horizon_bucket"].to_numpy(dtype=object)],
-        target_position, values, [symbols, bucket_names], hi - span_length, hi,
-    )
+    # Both spans of the validations group rows and queries alike: number the groups once.
+    groups = _group_codes([counted["symbol"].to_numpy(dtype=object), counted["horizon_bucket"].to_numpy(dtype=object)],
+                          [symbols, bucket_names])
+    current = _range_sums(groups, target_position, values, hi - span_length, hi)
     previous = _range_sums(
-        [counted["symbol"].to_numpy(dtype=object), counted["horizon_bucket"].to_numpy(dtype=object)],
-        target_position, values[:, [_SUMS.index("abs_err"), _SUMS.index("naive_abs_err")]],
-        [symbols, bucket_names], hi - 2 * span_length, hi - span_length,
+        groups, target_position, values[:, [_SUMS.index("abs_err"), _SUMS.index("naive_abs_err")]],
+        hi - 2 * span_length, hi - span_length,
     )
     traded = _range_sums(
-        [trades["symbol"].to_numpy(dtype=object)], scored_position, trades[list(_TRADE_SUMS)].to_numpy(dtype=float),
-        [symbols], hi - span_length, hi,
+        _group_codes([trades["symbol"].to_numpy(dtype=object)], [symbols]), scored_position,
+        trades[list(_TRADE_SUMS)].to_numpy(dtype=float), hi - span_length, hi,
     )
     s = {name: current[:, i] for i, name in enumerate(_SUMS)}
     t = {name: traded[:, i] for i, name in enumerate(_TRADE_SUMS)}
@@ -228,8 +228,8 @@ def accuracy_metrics(
     block = np.array([SKILL_BLOCK[name] for name in buckets], dtype=np.int64)[grid_bucket]
     batches = _batch_sums(counted, target_position)
     batched = _range_sums(
-        [batches["symbol"], batches["horizon_bucket"]], batches["position"], batches["sums"],
-        [symbols, bucket_names], hi - span_length + block - 1, hi,
+        _group_codes([batches["symbol"], batches["horizon_bucket"]], [symbols, bucket_names]), batches["position"],
+        batches["sums"], hi - span_length + block - 1, hi,
     )
     skill_p_value = _skill_p_value(s["n"], s["abs_err"] - s["naive_abs_err"], batched, block)
     rows = pd.DataFrame(
@@ -556,25 +556,31 @@ def _positions(calendar: np.ndarray, stamps: pd.Series) -> np.ndarray:
     return np.searchsorted(calendar, nanos, side="right").astype(np.int64) - 1
 
 
+def _group_codes(group: list[np.ndarray], query_group: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's group code, each query's) for ``_range_sums``: the distinct tuples of the parallel key arrays,
+    rows and queries numbered together."""
+    n_rows = len(group[0])
+    codes = _tuple_codes([np.concatenate([g, q]) for g, q in zip(group, query_group, strict=True)])
+    return codes[:n_rows].astype(np.int64), codes[n_rows:].astype(np.int64)
+
+
 def _range_sums(
-    group: list[np.ndarray],
+    groups: tuple[np.ndarray, np.ndarray],
     position: np.ndarray,
     values: np.ndarray,
-    query_group: list[np.ndarray],
     query_lo: np.ndarray,
     query_hi: np.ndarray,
 ) -> np.ndarray:
-    """For each query, the sum of ``values`` over the rows of its group with ``lo < position <= hi``.
+    """For each query, the sum of ``values`` over the rows of its group with ``lo < position <= hi`` (``groups``:
+    ``_group_codes`` of the rows and the queries).
 
     Rows and queries are laid on one line (group code x stride + position), cumulated once, and each query is two
     binary searches: O((rows + queries) log rows), whatever the number of groups or windows.
     """
+    row_code, query_code = groups
     n_rows, n_queries = len(position), len(query_lo)
     if n_rows == 0:
         return np.zeros((n_queries, values.shape[1] if values.ndim == 2 else 0))
-    both = [np.concatenate([g, q]) for g, q in zip(group, query_group, strict=True)]
-    codes = _tuple_codes(both)
-    row_code, query_code = codes[:n_rows].astype(np.int64), codes[n_rows:].astype(np.int64)
     stride = int(max(position.max(), query_hi.max() if n_queries else 0)) + 2
     line = row_code * stride + position
     order = np.argsort(line, kind="stable")
@@ -591,13 +597,14 @@ def _range_sums(
 def _tuple_codes(keys: list[np.ndarray]) -> np.ndarray:
     """One code per distinct tuple of ``keys`` (parallel arrays), numbered in order of first appearance as
     ``pd.MultiIndex.from_arrays(keys).factorize()`` numbers them (the order fixes how ``_range_sums`` lays groups
-    on its line, and so the rounding of its sums), without building a tuple per row."""
+    on its line, and so the rounding of its sums), without building a tuple per row; each key hashes one value per
+    run of equal neighbours (``factorize_runs``: symbols come in long runs)."""
     if len(keys) == 1:
-        return pd.factorize(keys[0])[0]
+        return factorize_runs(keys[0])[0]
     combined = np.zeros(len(keys[0]), dtype=np.int64)
     for key in keys:
-        codes, uniques = pd.factorize(key, use_na_sentinel=False)
-        combined = combined * (len(uniques) + 1) + codes
+        codes, uniques = factorize_runs(key)
+        combined = combined * (len(uniques) + 1) + codes + 1  # a null (-1) is a value of its own
     return pd.factorize(combined)[0]
 
 
