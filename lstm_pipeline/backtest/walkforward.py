@@ -484,18 +484,16 @@ def scored_validations(
 ) -> pd.DataFrame:
     """The counted validations (not ``invalid``, in a horizon bucket) with their intervals, interval scores in % of
     the as-of close, and both baseline bands' bounds and scores on the same (origin, target)."""
-    keys = ["symbol", "as_of_window", "target_window"]
     frame = validations[validations["status"] != INVALID].copy()
     frame = frame[np.isfinite(frame["actual_close"].to_numpy(dtype=np.float64))]
     frame["as_of_window"] = as_new_york(frame["as_of_window"])
     frame["target_window"] = as_new_york(frame["target_window"])
     frame["horizon_bucket"] = horizon_buckets(frame) if len(frame) else pd.Series(dtype=object)
     frame = frame[frame["horizon_bucket"].notna()]
+    frame = frame.reset_index(drop=True)
     levels = ["confidence_level"] if "confidence_level" in predictions.columns else []
-    intervals = predictions[[*keys, "lower_80", "upper_80", "lower_95", "upper_95", *levels]].assign(
-        as_of_window=as_new_york(predictions["as_of_window"]), target_window=as_new_york(predictions["target_window"])
-    )
-    frame = frame.merge(intervals, on=keys, how="left").reset_index(drop=True)
+    _take_columns(frame, predictions, _row_positions(frame, predictions),
+                  ["lower_80", "upper_80", "lower_95", "upper_95", *levels])
     actual = frame["actual_close"].to_numpy(dtype=np.float64)
     last = frame["last_close"].to_numpy(dtype=np.float64)
     for level in COVERAGES:
@@ -515,15 +513,13 @@ def scored_validations(
         steps = np.unique(rows["horizon_step"].to_numpy(dtype=np.int64))  # the scored steps only
         for kind in BAND_KINDS:
             band = bands.baseline_bands(per_symbol[str(symbol)], origins, int(steps.max()), kind, steps=steps)
-            band = band[["as_of_window", "target_window", "lower_80", "upper_80", "lower_95", "upper_95"]].assign(
-                symbol=str(symbol), kind=kind,
-                as_of_window=as_new_york(band["as_of_window"]), target_window=as_new_york(band["target_window"]),
-            )
-            band_frames.append(band)
+            band_frames.append(band[["as_of_window", "target_window", "lower_80", "upper_80", "lower_95",
+                                     "upper_95"]].assign(symbol=str(symbol), kind=kind))
     band_rows = pd.concat(band_frames, ignore_index=True)
     for kind in BAND_KINDS:
-        mine = band_rows[band_rows["kind"] == kind].drop(columns="kind")
-        joined = frame[keys].merge(mine, on=keys, how="left")
+        mine = band_rows[band_rows["kind"] == kind]
+        joined = pd.DataFrame(index=frame.index)
+        _take_columns(joined, mine, _row_positions(frame, mine), ["lower_80", "upper_80", "lower_95", "upper_95"])
         for level in COVERAGES:
             lower = joined[f"lower_{level}"].to_numpy(dtype=np.float64)
             upper = joined[f"upper_{level}"].to_numpy(dtype=np.float64)
@@ -535,6 +531,52 @@ def scored_validations(
                 score = _winkler(bands, lower, upper, actual, alpha)
             frame[f"{kind}_band_interval_score_{level}"] = 100.0 * score / last
     return frame
+
+
+def _instants(values: pd.Series) -> np.ndarray:
+    """UTC nanoseconds of a column of windows (naive stamps read as New York wall-clock time, as ``as_new_york``
+    reads them)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return pd.DatetimeIndex(values).asi8
+    return pd.DatetimeIndex(as_new_york(values)).asi8
+
+
+def _row_positions(left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
+    """For each row of ``left``, the position in ``right`` of the row with the same (symbol, as_of_window,
+    target_window), -1 where there is none (the last one where ``right`` repeats a key, as a merge after
+    ``drop_duplicates(keep="last")`` would): a hash join on one integer key instead of a merge on stamps."""
+    codes, _ = factorize_runs(np.concatenate([as_text(right["symbol"]), as_text(left["symbol"])]))
+    as_of = np.concatenate([_instants(right["as_of_window"]), _instants(left["as_of_window"])])
+    ahead = np.concatenate([_instants(right["target_window"]), _instants(left["target_window"])]) - as_of
+    parts = [codes.astype(np.int64)]
+    whole = True
+    for values in (as_of, ahead):  # windows start on whole minutes: number them from the smallest
+        minutes, rest = np.divmod(values, 60_000_000_000)
+        whole &= not rest.any()
+        parts.append(minutes - minutes.min() if len(minutes) else minutes)
+    sizes = [int(part.max()) + 1 if len(part) else 1 for part in parts]
+    if (not whole or len(codes) == 0 or float(sizes[0]) * sizes[1] * sizes[2] >= 2.0**62
+            or (parts[0] < 0).any()):
+        combined = pd.MultiIndex.from_arrays([codes, as_of, ahead])  # no one-int64 key: three levels
+    else:
+        combined = pd.Index((parts[0] * sizes[1] + parts[1]) * sizes[2] + parts[2])
+    keys, wanted = combined[: len(right)], combined[len(right):]
+    kept = ~keys.duplicated(keep="last")
+    if kept.all():
+        return keys.get_indexer(wanted)
+    found = keys[kept].get_indexer(wanted)
+    return np.where(found >= 0, np.flatnonzero(kept)[np.maximum(found, 0)], -1)
+
+
+def _take_columns(frame: pd.DataFrame, source: pd.DataFrame, positions: np.ndarray, names: list[str]) -> None:
+    """Set ``frame[name]`` to ``source[name]`` at ``positions`` (-1: missing, NaN or None) for each of ``names``."""
+    missing = positions < 0
+    for name in names:
+        values = source[name].to_numpy()
+        taken = values.take(np.maximum(positions, 0)) if len(values) else np.full(len(positions), np.nan)
+        if missing.any():
+            taken = np.where(missing, None if taken.dtype == object else np.nan, taken)
+        frame[name] = taken
 
 
 def _mean(values: pd.Series | np.ndarray) -> float | None:
