@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline.evaluation.keys import factorize_runs, sorted_codes
 from lstm_pipeline.evaluation.stamps import as_datetimes
 from lstm_pipeline.market.calendar import NEW_YORK, session_windows
 from lstm_pipeline.storage.tables import CONFIDENCE_FACTORS
@@ -45,6 +44,8 @@ MIN_RECENT_VALIDATIONS = 26
 """Fewer recent validations than this and the recent record is ignored (too few to say anything)."""
 STABILITY_FORECASTS = 4
 """How many earlier forecasts (the last as-of windows before this one) ``prediction_stability`` compares with."""
+PAST_END = np.iinfo(np.int64).min
+"""The target of a table cell past the end of a forecast's path (no window has it)."""
 LEVELS: tuple[tuple[float, str], ...] = ((0.85, "Very High"), (0.7, "High"), (0.5, "Medium"), (0.3, "Low"))
 """The spec's levels: Very Low < 0.3 <= Low < 0.5 <= Medium < 0.7 <= High < 0.85 <= Very High."""
 
@@ -87,18 +88,21 @@ def forecast_summaries(
             mean_predicted=("predicted_close", "mean"),
         ).reset_index()
     grouped["predicted_change"] = grouped["mean_predicted"] / grouped["last_close"] - 1.0
-    grouped["test_mase"] = grouped["symbol"].map(lambda symbol: test_mase.get(symbol, float("nan"))).astype(float)
-    grouped["lookback_steps"] = grouped["symbol"].map(lambda symbol: int(lookback_steps.get(symbol, 1))).astype(int)
+    symbols = pd.unique(grouped["symbol"])  # a few: each looked up once
+    grouped["test_mase"] = grouped["symbol"].map(
+        {symbol: test_mase.get(symbol, float("nan")) for symbol in symbols}).astype(float)
+    grouped["lookback_steps"] = grouped["symbol"].map(
+        {symbol: int(lookback_steps.get(symbol, 1)) for symbol in symbols}).astype(int)
     return grouped[list(FORECAST_COLUMNS)]
 
 
 def _per_forecast(rows: pd.DataFrame) -> pd.DataFrame | None:
     """``rows.groupby(["symbol", "as_of_window"], sort=True).agg(model_version="first", last_close="first",
-    mean_predicted=mean of predicted_close).reset_index()`` on arrays: a stable sort by integer group codes and
-    one vectorized step per horizon position (a year of paths is ~10^6 rows in ~6,500 forecasts). The mean is
-    pandas' own compensated (Kahan) sum in row order, so the figures are the same to the last bit. None (the caller
-    groups with pandas) for inputs outside the plain case: other dtypes, null keys, or a forecast with no model
-    version or last close."""
+    mean_predicted=mean of predicted_close).reset_index()`` on arrays: a stable sort by integer group codes (none
+    when the rows are in that order already) and one vectorized step per horizon position over a table of the
+    paths (a year of paths is ~10^6 rows in ~6,500 forecasts). The mean is pandas' own compensated (Kahan) sum in
+    row order, so the figures are the same to the last bit. None (the caller groups with pandas) for inputs outside
+    the plain case: other dtypes, null keys, or a forecast with no model version or last close."""
     as_of = rows["as_of_window"]
     plain = (
         as_of.dtype.kind == "M" and rows["symbol"].dtype == object and rows["model_version"].dtype == object
@@ -110,15 +114,18 @@ def _per_forecast(rows: pd.DataFrame) -> pd.DataFrame | None:
     instants = pd.DatetimeIndex(as_of).asi8
     if as_of.isna().any():
         return None
-    try:
-        symbol_code = sorted_codes(symbols)
-    except TypeError:  # symbols that do not sort together
-        return None
+    symbol_code, distinct = _key_runs(symbols)
+    if len(distinct) > 1:  # numbered in sorted order of the symbols (``keys.sorted_codes``)
+        try:
+            rank = pd.factorize(distinct, sort=True)[0]
+        except TypeError:  # symbols that do not sort together
+            return None
+        symbol_code = np.where(symbol_code >= 0, rank[symbol_code], -1)
     if (symbol_code < 0).any():
         return None
     same_symbol = symbol_code[1:] == symbol_code[:-1]
     if np.all((symbol_code[1:] > symbol_code[:-1]) | (same_symbol & (instants[1:] >= instants[:-1]))):
-        order = np.arange(len(rows))  # already in (symbol, as-of) order: each forecast's rows are a run
+        order = None  # already in (symbol, as-of) order: each forecast's rows are a run
         changed = ~same_symbol | (instants[1:] != instants[:-1])
     else:
         instant_code = pd.factorize(instants, sort=True)[0].astype(np.int64)
@@ -127,6 +134,9 @@ def _per_forecast(rows: pd.DataFrame) -> pd.DataFrame | None:
         changed = group[order][1:] != group[order][:-1]
     starts = np.flatnonzero(np.concatenate([[True], changed]))
     lengths = np.diff(np.append(starts, len(rows)))
+
+    def ordered(values: np.ndarray) -> np.ndarray:
+        return values if order is None else values[order]
 
     def first(values: np.ndarray) -> np.ndarray | None:
         """The first non-null value of each forecast (as ``first`` skips nulls); None when one has none."""
@@ -139,29 +149,32 @@ def _per_forecast(rows: pd.DataFrame) -> pd.DataFrame | None:
             return None
         return values[present[firsts]]
 
-    version = first(rows["model_version"].to_numpy(dtype=object)[order])
-    last_close = first(rows["last_close"].to_numpy(dtype=np.float64)[order])
+    version = first(ordered(rows["model_version"].to_numpy(dtype=object)))
+    last_close = first(ordered(rows["last_close"].to_numpy(dtype=np.float64)))
     if version is None or last_close is None:
         return None
-    # Kahan summation as pandas' group_mean runs it, one horizon position at a time across all forecasts.
-    predicted = rows["predicted_close"].to_numpy(dtype=np.float64)[order]
-    total = np.zeros(len(starts))
-    compensation = np.zeros(len(starts))
-    seen = np.zeros(len(starts), dtype=np.int64)
-    for position in range(int(lengths.max())):
-        live = np.flatnonzero(lengths > position)
-        value = predicted[starts[live] + position]
-        counted = ~np.isnan(value)
-        live, value = live[counted], value[counted]
-        y = value - compensation[live]
-        t = total[live] + y
-        fixed = t - total[live] - y
-        compensation[live] = np.where(np.isnan(fixed), 0.0, fixed)
-        total[live] = t
-        seen[live] += 1
+    # Kahan summation as pandas' group_mean runs it, one horizon position at a time across all forecasts: a table
+    # with one row per position and one column per forecast (NaN past a path's end, skipped as a NaN close is).
+    forecasts, positions = len(starts), int(lengths.max())
+    first_row = np.zeros(len(rows), dtype=bool)
+    first_row[starts] = True
+    cell = _cells(first_row, starts)
+    table = np.full(positions * forecasts, np.nan)
+    table[cell] = ordered(rows["predicted_close"].to_numpy(dtype=np.float64))
+    table = table.reshape(positions, forecasts)
+    counted = ~np.isnan(table)
+    total = np.zeros(forecasts)
+    compensation = np.zeros(forecasts)
+    for value, live in zip(table, counted, strict=True):
+        y = value - compensation
+        t = total + y
+        fixed = t - total - y
+        np.copyto(compensation, np.where(np.isnan(fixed), 0.0, fixed), where=live)
+        np.copyto(total, t, where=live)
+    seen = counted.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(seen > 0, total / seen, np.nan)
-    heads = order[starts]
+    heads = starts if order is None else order[starts]
     return pd.DataFrame({
         "symbol": symbols[heads],
         "as_of_window": as_of.iloc[heads].reset_index(drop=True),
@@ -169,6 +182,18 @@ def _per_forecast(rows: pd.DataFrame) -> pd.DataFrame | None:
         "last_close": last_close,
         "mean_predicted": mean,
     })
+
+
+def _cells(new_run: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Where each row of a run goes in a table with one column per run and one row per position in it (flat
+    index of a C-ordered table ``len(starts)`` wide); ``new_run`` marks each run's first row, ``starts`` lists them."""
+    column = np.cumsum(new_run, dtype=np.int64)
+    column -= 1
+    cell = np.arange(len(new_run), dtype=np.int64)
+    cell -= starts[column]  # the position within the run
+    cell *= len(starts)
+    cell += column
+    return cell
 
 
 def factor_weights(weights: Any) -> dict[str, float]:
@@ -360,13 +385,12 @@ def confidence_scores(
     result = pd.DataFrame(
         {
             "symbol": frame["symbol"].to_numpy(),
-            "as_of_window": frame["as_of_window"].to_numpy(),
+            "as_of_window": frame["as_of_window"].array,  # the aware stamps as they are, not boxed one by one
             "confidence": confidence,
             "confidence_level": confidence_level(confidence),
             **{f"factor_{name}": factors[name] for name in CONFIDENCE_FACTORS},
         }
     )
-    result["as_of_window"] = frame["as_of_window"]
     return result[list(SCORE_COLUMNS)]
 
 
@@ -396,9 +420,14 @@ def _bar_statistics(frame: pd.DataFrame, bars: pd.DataFrame) -> dict[str, np.nda
         first = min(first, stamps.min())
     # Whole sessions to the last as-of window's day: its windows' distance to the close needs the full session.
     calendar = session_windows(first, (as_of.max() + pd.Timedelta(days=1)).date())
-    day = pd.Series(calendar.date)
-    slot = day.groupby(day).cumcount().to_numpy()
-    to_close = day.groupby(day).transform("size").to_numpy() - slot - 1
+    # Each window's slot in its session and the slots left to its close: the calendar is in time order, so each
+    # New York day's windows are one run (days counted on the wall-clock stamps).
+    day = calendar.tz_localize(None).asi8 // pd.Timedelta(days=1).value
+    day_start = np.flatnonzero(np.concatenate([[True], day[1:] != day[:-1]]))
+    day_length = np.diff(np.append(day_start, len(calendar)))
+    slot = np.arange(len(calendar)) - np.repeat(day_start, day_length)
+    to_close = np.repeat(day_length, day_length) - slot - 1
+    by_slot = np.argsort(slot, kind="stable")  # the calendar's windows slot by slot, in time order within each
     positions = calendar.get_indexer(as_of)
     on_calendar = positions >= 0
     out["slots_from_open"][on_calendar] = slot[positions[on_calendar]]
@@ -433,7 +462,12 @@ def _bar_statistics(frame: pd.DataFrame, bars: pd.DataFrame) -> dict[str, np.nda
         mean_gain = gains.rolling(14, min_periods=7).mean()
         mean_loss = losses.rolling(14, min_periods=7).mean()
         closes = np.exp(held)
-        slot_norm = volume.groupby(slot).transform(lambda series: series.shift(1).rolling(5, min_periods=2).mean())
+        # Per session slot: the mean volume of that slot in the previous five sessions. One grouped rolling pass
+        # over the slots laid end to end (each slot's windows start afresh, as a rolling mean per slot would).
+        shifted = pd.Series(volume.groupby(slot).shift(1).to_numpy()[by_slot])
+        norm = np.empty(len(by_slot))
+        norm[by_slot] = shifted.groupby(slot[by_slot], sort=False).rolling(5, min_periods=2).mean().to_numpy()
+        slot_norm = pd.Series(norm, index=volume.index)
         with np.errstate(invalid="ignore", divide="ignore"):
             series = {
                 "session_volatility": returns.rolling(SESSION_STEPS, min_periods=SESSION_STEPS // 2).std(),
@@ -452,62 +486,124 @@ def _bar_statistics(frame: pd.DataFrame, bars: pd.DataFrame) -> dict[str, np.nda
     return out
 
 
-def _codes(event_keys: list[np.ndarray], query_keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """One integer per distinct key tuple, shared by the events and the queries (a null key: -1 / -2)."""
-    n_events = len(event_keys[0])
-    event_code = np.zeros(n_events, dtype=np.int64)
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of equal neighbours of a column of keys: each run's length and code, and the distinct values the
+    codes number (by first appearance; a null is -1), as ``keys.factorize_runs`` finds them, comparing only the
+    neighbours that are different objects. A batch's key column repeats one object per symbol, model version or
+    status (a million rows hold the same few ``str`` objects), and two neighbours that are the same object are equal
+    without a call to ``==``: their addresses, the array's entries read as integers, say so for the whole column."""
+    values = np.ascontiguousarray(values, dtype=object)
+    heads = np.zeros(1, dtype=np.int64)
+    if len(values) > 1:
+        try:
+            addresses = np.frombuffer(values, dtype=np.intp)
+        except (TypeError, ValueError, BufferError):  # no buffer to read them from: compare every neighbour
+            moved = np.arange(len(values) - 1)
+        else:
+            moved = np.flatnonzero(addresses[1:] != addresses[:-1])
+        try:
+            changed = np.asarray(values[moved + 1] != values[moved], dtype=bool)
+        except (TypeError, ValueError):  # a value that does not compare (pd.NA): each row its own run
+            moved, changed = np.arange(len(values) - 1), np.ones(len(values) - 1, dtype=bool)
+        heads = np.append(heads, moved[changed] + 1)
+    codes, distinct = pd.factorize(values[heads[: len(values)]])
+    return np.diff(np.append(heads[: len(values)], len(values))), codes, distinct
+
+
+def _key_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``keys.factorize_runs(values)`` by ``_runs``: each row's code (one code for every row is a read-only broadcast of
+    it, no array of a million rows) and the distinct values."""
+    lengths, codes, distinct = _runs(values)
+    if len(codes) == 1:
+        return np.broadcast_to(codes, (len(values),)), distinct
+    return np.repeat(codes, lengths), distinct
+
+
+def _key_codes(events: pd.Series, queries: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """One integer per distinct key value, shared by the events and the queries: the events' codes by first
+    appearance (``_key_runs``), the queries' by lookup among them. A null key is -1 among the events and -2 among
+    the queries, as is a query value no event has: it matches nothing (as pandas' groupby drops null keys)."""
+    codes, distinct = _key_runs(events.to_numpy(dtype=object))
+    query_codes = pd.Index(distinct, dtype=object).get_indexer(queries.to_numpy(dtype=object))
+    return codes, np.where(query_codes >= 0, query_codes, -2)
+
+
+def _joint_codes(event_keys: list[np.ndarray], query_keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One integer per distinct tuple of key codes (each from ``_key_codes``); a tuple with a null key is -1 among
+    the events and -2 among the queries. A key with one value among the events tells none apart: it only rules out
+    the queries without it (and the events' codes stay one broadcast value while no key tells them apart)."""
+    events_count = len(event_keys[0])
+    event_code, event_null = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=bool)
     query_code = np.zeros(len(query_keys[0]), dtype=np.int64)
-    event_null = np.zeros(n_events, dtype=bool)
-    query_null = np.zeros(len(query_keys[0]), dtype=bool)
+    query_null = np.zeros(len(query_code), dtype=bool)
     for events, queries in zip(event_keys, query_keys, strict=True):
-        codes, uniques = factorize_runs(np.concatenate([np.asarray(events, dtype=object),
-                                                        np.asarray(queries, dtype=object)]))
-        radix = max(len(uniques), 1) + 1
-        event_code = event_code * radix + codes[:n_events] + 1
-        query_code = query_code * radix + codes[n_events:] + 1
-        event_null |= codes[:n_events] < 0
-        query_null |= codes[n_events:] < 0
-    # A null key matches nothing (as pandas' groupby drops null keys).
-    event_code[event_null] = -1
+        if events_count and events.min() == events.max():
+            event_null = event_null | (events[0] < 0)
+            query_null |= queries != events[0]
+            continue
+        radix = int(events.max(initial=0)) + 2
+        event_code = event_code * radix + events + 1
+        query_code = query_code * radix + queries + 1
+        event_null = event_null | (events < 0)
+        query_null |= queries < 0
     query_code[query_null] = -2
-    return event_code, query_code
+    return np.broadcast_to(np.where(event_null, -1, event_code), (events_count,)), query_code
+
+
+def _floats(column: pd.Series) -> np.ndarray:
+    """A column as float64 with NaN for a null; a float64 column as it is (read, never written)."""
+    if column.dtype == np.float64:
+        return column.to_numpy()
+    return column.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _trailing_sums(
-    event_keys: list[np.ndarray],
-    event_times: np.ndarray,
+    event_code: np.ndarray,
+    timeline: tuple[np.ndarray, np.ndarray],
+    counted: np.ndarray,
     values: Mapping[str, np.ndarray],
-    query_keys: list[np.ndarray],
+    query_code: np.ndarray,
     query_times: np.ndarray,
     span: pd.Timedelta,
 ) -> dict[str, np.ndarray]:
-    """For each query (keys, as-of time in ns), sums of ``values`` over events of the same keys with time in
-    (as-of - span, as-of): per key group one sort, cumulative sums and two binary searches, never a scan per query.
-    The as-of window itself is left out: its validations are made after its forecast."""
-    sums = {name: np.zeros(len(query_times)) for name in values}
-    if len(event_times) == 0 or len(query_times) == 0:
+    """For each query (key code, as-of time in ns): ``n``, the number of ``counted`` events of the same key with time
+    in (as-of - span, as-of), and the sums of ``values`` over them. ``timeline``: every event's position in time
+    order (ties in row order) and its time. Per key group one running sum and two binary searches, never a scan per
+    query: a float column's running sum in time order is differenced at the window's two ends, a boolean one is
+    counted in integers. The as-of window itself is left out: its validations are made after its forecast."""
+    sums = {name: np.zeros(len(query_times)) for name in ("n", *values)}
+    in_time, times = timeline
+    chosen = counted[in_time]
+    order, stamps = (in_time, times) if chosen.all() else (in_time[chosen], times[chosen])
+    if len(order) == 0 or len(query_times) == 0:
         return sums
-    event_code, query_code = _codes(event_keys, query_keys)
-    order = np.lexsort((event_times, event_code))
-    event_code, event_times = event_code[order], event_times[order]
-    ordered = {name: np.asarray(column, dtype=np.float64)[order] for name, column in values.items()}
-    bounds = np.flatnonzero(np.diff(event_code)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(event_code)]])
+    if event_code.min() == event_code.max():  # one key: the events are in time order already
+        codes, bounds = event_code[:1], np.zeros(0, dtype=np.int64)
+    else:  # several keys: group them, time order kept within each
+        codes = event_code[order]
+        grouped = np.argsort(codes, kind="stable")
+        order, stamps, codes = order[grouped], stamps[grouped], codes[grouped]
+        bounds = np.flatnonzero(codes[1:] != codes[:-1]) + 1
     query_order = np.argsort(query_code, kind="stable")
     query_codes_sorted = query_code[query_order]
-    for start, end in zip(starts, ends, strict=True):
-        code = event_code[start]
-        lo_q, hi_q = np.searchsorted(query_codes_sorted, [code, code + 1], side="left")
+    for start, end in zip(np.append(0, bounds), np.append(bounds, len(order)), strict=True):
+        lo_q, hi_q = np.searchsorted(query_codes_sorted, [codes[start], codes[start] + 1], side="left")
         if lo_q == hi_q:
             continue
         index = query_order[lo_q:hi_q]
-        stamps = event_times[start:end]
-        high = np.searchsorted(stamps, query_times[index], side="left")
-        low = np.searchsorted(stamps, query_times[index] - span.value, side="right")
-        for name, column in ordered.items():
-            cumulative = np.concatenate([[0.0], np.cumsum(column[start:end])])
-            sums[name][index] = cumulative[high] - cumulative[low]
+        high = np.searchsorted(stamps[start:end], query_times[index], side="left")
+        low = np.searchsorted(stamps[start:end], query_times[index] - span.value, side="right")
+        sums["n"][index] = high - low
+        rows = order[start:end]
+        buffers: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}  # reused: a fresh array per column costs more
+        for name, column in values.items():
+            if column.dtype not in buffers:
+                running = np.empty(len(rows) + 1, dtype=np.int64 if column.dtype == bool else np.float64)
+                running[0] = 0
+                buffers[column.dtype] = np.empty(len(rows), dtype=column.dtype), running
+            in_order, running = buffers[column.dtype]
+            np.cumsum(np.take(column, rows, out=in_order), out=running[1:])
+            sums[name][index] = running[high] - running[low]
     return sums
 
 
@@ -519,32 +615,30 @@ def _validation_record(
     if validations is None or validations.empty:
         return missing, missing.copy(), missing.copy()
     span = pd.Timedelta(days=RECENT_VALIDATION_DAYS)
-    symbol = validations["symbol"].to_numpy(dtype=object)
-    version = validations["model_version"].to_numpy(dtype=object)
     times = pd.DatetimeIndex(validations["target_window"]).asi8
+    in_time = np.argsort(times, kind="stable")
+    timeline = (in_time, times[in_time])  # every validation, oldest target first: both records count along it
     query_times = pd.DatetimeIndex(frame["as_of_window"]).asi8
-    query_symbol = frame["symbol"].to_numpy(dtype=object)
-    abs_error = validations["abs_error_pct"].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
-    naive = validations["naive_abs_error_pct"].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
-    errors = ~np.isnan(abs_error) & ~np.isnan(naive)
-    by_version = _trailing_sums(
-        [symbol[errors], version[errors]], times[errors],
-        {"n": np.ones(int(errors.sum())), "model": abs_error[errors], "naive": naive[errors]},
-        [query_symbol, frame["model_version"].to_numpy(dtype=object)], query_times, span,
-    )
+    symbol, query_symbol = _key_codes(validations["symbol"], frame["symbol"])
+    version, query_version = _key_codes(validations["model_version"], frame["model_version"])
+    abs_error = _floats(validations["abs_error_pct"])
+    naive = _floats(validations["naive_abs_error_pct"])
+    event_code, query_code = _joint_codes([symbol, version], [query_symbol, query_version])
+    by_version = _trailing_sums(event_code, timeline, ~np.isnan(abs_error) & ~np.isnan(naive),
+                                {"model": abs_error, "naive": naive}, query_code, query_times, span)
     with np.errstate(invalid="ignore", divide="ignore"):
         recent_mase = np.where(by_version["n"] >= MIN_RECENT_VALIDATIONS, by_version["model"] / by_version["naive"],
                                np.nan)
-    status = validations["status"].to_numpy(dtype=object)
-    judged = (status == "valid") | (status == "needs_reprediction")
+    lengths, status, statuses = _runs(validations["status"].to_numpy(dtype=object))
+    valid_code, needs_code = pd.Index(statuses, dtype=object).get_indexer(["valid", "needs_reprediction"])
+    valid = np.repeat((status == valid_code) & (valid_code >= 0), lengths)
+    judged = valid | np.repeat((status == needs_code) & (needs_code >= 0), lengths)
     inside = validations["inside_80"].astype("boolean")
-    has_inside = inside.notna().to_numpy(dtype=bool)
-    inside_value = inside.fillna(False).to_numpy(dtype=bool)
     by_symbol = _trailing_sums(
-        [symbol[judged]], times[judged],
-        {"n": np.ones(int(judged.sum())), "valid": (status[judged] == "valid").astype(float),
-         "inside": inside_value[judged].astype(float), "has_inside": has_inside[judged].astype(float)},
-        [query_symbol], query_times, span,
+        symbol, timeline, judged,
+        {"valid": valid, "inside": inside.fillna(False).to_numpy(dtype=bool),
+         "has_inside": inside.notna().to_numpy(dtype=bool)},
+        query_symbol, query_times, span,
     )
     enough = by_symbol["n"] >= MIN_RECENT_VALIDATIONS
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -560,87 +654,131 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
     """Per forecast: mean |its predicted close - an earlier forecast's| over its 80% half-width, over the target
     windows it shares with the last ``STABILITY_FORECASTS`` forecasts of its symbol; NaN when none.
 
-    Vectorized: the prediction rows sorted by (symbol, as-of, target) give each forecast a contiguous run and an id
-    in time order per symbol, so "the k-th forecast before" is id - k, and a shared target is one binary search of
-    (id, target) in the sorted rows."""
+    Vectorized: the prediction rows sorted by (symbol, as-of, target) are laid out as a table with one column per
+    forecast (in time order per symbol) and one row per step of its path. The same target in the forecast ``back``
+    columns before sits ``back`` rows further down when the as-of windows in between are consecutive (nearly
+    always): one comparison of two shifted slices of the table pairs those, a binary search in the earlier
+    forecast's path finds the others. Each forecast's ratios are summed down its column, in path order."""
     shifts = np.full(len(frame), np.nan)
     if predictions is None or predictions.empty:
         return shifts
-    symbol = predictions["symbol"].to_numpy(dtype=object)
+    symbol_code, query_code = _key_codes(predictions["symbol"], frame["symbol"])
     as_of = pd.DatetimeIndex(as_datetimes(predictions["as_of_window"])).asi8
     target = pd.DatetimeIndex(as_datetimes(predictions["target_window"])).asi8
 
     def floats(name: str) -> np.ndarray:
-        if name not in predictions.columns:
-            return np.full(len(predictions), np.nan)
-        return predictions[name].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+        return _floats(predictions[name]) if name in predictions.columns else np.full(len(predictions), np.nan)
 
-    query_symbol = frame["symbol"].to_numpy(dtype=object)
-    symbol_code, query_code = _codes([symbol], [query_symbol])
-    order = np.lexsort((target, as_of, symbol_code))
-    symbol_code, as_of, target = symbol_code[order], as_of[order], target[order]
-    # drop_duplicates(keep="last"): the stable sort keeps the original order within a key, so keep each run's last.
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = (symbol_code[1:] != symbol_code[:-1]) | (as_of[1:] != as_of[:-1]) | (target[1:] != target[:-1])
-    order, symbol_code, as_of, target = order[last], symbol_code[last], as_of[last], target[last]
-    predicted = floats("predicted_close")[order]
-    halfwidth = (floats("upper_80") - floats("lower_80"))[order] / 2.0
-    halfwidth = np.where(np.isfinite(halfwidth) & (halfwidth > 0), halfwidth, 0.01 * np.abs(predicted))
+    predicted = floats("predicted_close")
+    halfwidth = np.subtract(floats("upper_80"), floats("lower_80"))
+    halfwidth /= 2.0
+    same_symbol = symbol_code[1:] == symbol_code[:-1]
+    same_as_of = same_symbol & (as_of[1:] == as_of[:-1])
+    if not np.all((symbol_code[1:] > symbol_code[:-1]) | (same_symbol & (as_of[1:] > as_of[:-1]))
+                  | (same_as_of & (target[1:] > target[:-1]))):  # not already sorted with each key once
+        order = np.lexsort((target, as_of, symbol_code))
+        symbol_code, as_of, target = symbol_code[order], as_of[order], target[order]
+        # drop_duplicates(keep="last"): the stable sort keeps the original order within a key, so keep each run's last.
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = (symbol_code[1:] != symbol_code[:-1]) | (as_of[1:] != as_of[:-1]) | (target[1:] != target[:-1])
+        order, symbol_code, as_of, target = order[last], symbol_code[last], as_of[last], target[last]
+        predicted, halfwidth = predicted[order], halfwidth[order]
+    no_width = ~(np.isfinite(halfwidth) & (halfwidth > 0))
+    halfwidth[no_width] = 0.01 * np.abs(predicted[no_width])
 
-    new_forecast = np.ones(len(order), dtype=bool)
+    new_forecast = np.ones(len(target), dtype=bool)
     new_forecast[1:] = (symbol_code[1:] != symbol_code[:-1]) | (as_of[1:] != as_of[:-1])
-    forecast_id = np.cumsum(new_forecast) - 1
     firsts = np.flatnonzero(new_forecast)
+    lengths = np.diff(np.append(firsts, len(target)))
     forecast_symbol, forecast_as_of = symbol_code[firsts], as_of[firsts]
-    run_end = np.append(firsts[1:], len(order))
     # The query's own forecast, found by (symbol, as-of) among the forecasts (sorted by both).
     query_as_of = pd.DatetimeIndex(frame["as_of_window"]).asi8
     unique_times = np.unique(np.concatenate([forecast_as_of, query_as_of]))
     forecast_key = forecast_symbol * len(unique_times) + np.searchsorted(unique_times, forecast_as_of)
     query_key = query_code * len(unique_times) + np.searchsorted(unique_times, query_as_of)
-    found = np.searchsorted(forecast_key, query_key)
-    found_ok = found < len(forecast_key)
-    found_ok[found_ok] = forecast_key[found[found_ok]] == query_key[found_ok]
-    queries = np.flatnonzero(found_ok)
+    own = np.minimum(np.searchsorted(forecast_key, query_key), len(forecast_key) - 1)
+    queries = np.flatnonzero(forecast_key[own] == query_key)
     if len(queries) == 0:
         return shifts
-    own = found[queries]
-    lengths = run_end[own] - firsts[own]
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    row = np.repeat(firsts[own], lengths) + offsets
-    position = np.repeat(queries, lengths)
-    row_forecast = forecast_id[row]
 
-    target_rank, target_times = pd.factorize(target, sort=True)  # each target's rank among the distinct targets
-    width = np.int64(len(target_times) + 1)
-    row_key = forecast_id.astype(np.int64) * width + target_rank  # sorted: rows are sorted by forecast, then target
-    total = np.zeros(len(frame))
-    count = np.zeros(len(frame))
-    row_symbol, row_rank = forecast_symbol[row_forecast], target_rank[row]
-    row_predicted, row_halfwidth = predicted[row], halfwidth[row]
-    last_row = len(row_key) - 1
-    for back in range(1, STABILITY_FORECASTS + 1):
-        earlier = row_forecast - back
-        before = np.maximum(earlier, 0)
-        ok = (earlier >= 0) & (forecast_symbol[before] == row_symbol)
-        wanted = before.astype(np.int64) * width + row_rank
-        # The same target in the forecast ``back`` before sits ``back`` rows further into that forecast's run when
-        # the as-of windows in between are consecutive (nearly always): check that row, search only where it is not.
-        match = np.minimum(firsts[before] + offsets + back, last_row)
-        hit = row_key[match] == wanted
-        searched = np.flatnonzero(ok & ~hit)
-        if len(searched):
-            match[searched] = np.minimum(np.searchsorted(row_key, wanted[searched]), last_row)
-            hit[searched] = row_key[match[searched]] == wanted[searched]
-        at = np.flatnonzero(ok & hit)
-        match = match[at]
-        ratio = np.abs(row_predicted[at] - predicted[match]) / row_halfwidth[at]
-        known = ~np.isnan(ratio)  # a mean over the pairs that have both closes, as pandas' mean skips NaN
-        at, ratio = at[known], ratio[known]
-        total += np.bincount(position[at], weights=ratio, minlength=len(frame))
-        count += np.bincount(position[at], minlength=len(frame))
+    # The table: one column per forecast, one row per step along its path; a cell past a path's end holds no
+    # target (PAST_END) and NaN closes.
+    forecasts, steps = len(firsts), int(lengths.max())
+    cell = _cells(new_forecast, firsts)
+
+    def table(values: np.ndarray, empty: float | int) -> np.ndarray:
+        laid = np.full(steps * forecasts, empty, dtype=values.dtype)
+        laid[cell] = values
+        return laid.reshape(steps, forecasts)
+
+    targets, closes, halfwidths = table(target, PAST_END), table(predicted, np.nan), table(halfwidth, np.nan)
+    on_path = targets != PAST_END
+    total = np.zeros(forecasts)
+    count = np.zeros(forecasts, dtype=np.int64)
+    ratio = np.empty((steps, forecasts))  # reused: every cell not paired is set to 0 before it is summed
+    paired = np.empty((steps, forecasts), dtype=bool)
+    for back in range(1, min(STABILITY_FORECASTS, forecasts - 1) + 1):
+        same = np.zeros(forecasts, dtype=bool)  # the forecast ``back`` columns before is the same symbol's
+        same[back:] = forecast_symbol[back:] == forecast_symbol[:-back]
+        # Each cell against the cell ``back`` steps further along the path of the forecast ``back`` columns before
+        # (two cells past their paths' ends match too, but their NaN closes drop them below).
+        cells, partners = np.s_[:max(steps - back, 0), back:], np.s_[back:, :-back]
+        paired.fill(False)
+        np.equal(targets[cells], targets[partners], out=paired[cells])
+        paired[cells] &= same[back:]
+        in_place = ratio[cells]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.subtract(closes[cells], closes[partners], out=in_place)
+            np.abs(in_place, out=in_place)
+            np.divide(in_place, halfwidths[cells], out=in_place)
+        # The others: cells whose target lies within the earlier forecast's span but not ``back`` steps on (an
+        # origin skipped between the two forecasts shifts the earlier path further). Their guess: as many steps on
+        # from where the earlier path holds this path's first target (``back`` steps on, unless the first cell found
+        # no partner there: a binary search for those few columns); a binary search for the cells it misses.
+        others = np.flatnonzero(on_path & same & ~paired)
+        earlier = others % forecasts - back
+        wanted = targets.ravel()[others]
+        start, end = firsts[earlier], firsts[earlier] + lengths[earlier]
+        spanned = (wanted >= target[start]) & (wanted <= target[end - 1])
+        others, earlier, wanted, start, end = (part[spanned] for part in (others, earlier, wanted, start, end))
+        first_held = firsts[:-back] + back
+        skipped = np.flatnonzero(~paired[0, back:])
+        first_held[skipped] = _positions_in_runs(target, firsts[skipped], firsts[skipped] + lengths[skipped],
+                                                 targets[0, back:][skipped])
+        match = np.where(first_held[earlier] >= 0, first_held[earlier] + others // forecasts, end)
+        match = np.where((match < end) & (target[np.minimum(match, end - 1)] == wanted), match, -1)
+        missed = np.flatnonzero(match < 0)
+        match[missed] = _positions_in_runs(target, start[missed], end[missed], wanted[missed])
+        others, match = others[match >= 0], match[match >= 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio.ravel()[others] = np.abs(closes.ravel()[others] - predicted[match]) / halfwidths.ravel()[others]
+        paired.ravel()[others] = True
+        # A mean over the pairs that have both closes, as pandas' mean skips NaN: every other cell adds 0.
+        paired &= ~np.isnan(ratio)
+        np.copyto(ratio, 0.0, where=~paired)
+        along = np.zeros(forecasts)
+        for step in ratio:  # along each path in step order, as its rows were once summed
+            along += step
+        total += along
+        count += paired.sum(axis=0)
+    own = own[queries]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        shifts[queries] = np.where(count[own] > 0, total[own] / np.maximum(count[own], 1), np.nan)
+    return shifts
+
+
+def _positions_in_runs(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Position of each ``wanted`` value in its run ``values[start:end]`` (each run sorted), -1 where the run lacks
+    it: one binary search, vectorized over the wanted values."""
+    low, high = starts.copy(), ends.copy()
+    last = len(values) - 1
+    while np.any(low < high):
+        active = low < high
+        middle = (low + high) // 2
+        below = active & (values[np.minimum(middle, last)] < wanted)
+        low = np.where(below, middle + 1, low)
+        high = np.where(active & ~below, middle, high)
+    return np.where((low < ends) & (values[np.minimum(low, last)] == wanted), low, -1)
 
 
 __all__ = [

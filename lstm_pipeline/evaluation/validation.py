@@ -29,6 +29,7 @@ This module imports no Dagster and does no I/O.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -82,6 +83,13 @@ AWAITING_CHECKS_REASON = (
 )
 
 
+_NEW_YORK_NS = pd.DatetimeTZDtype("ns", NEW_YORK)
+
+
+# The cases of a row that is not within the threshold, each with its own sentence (see ``_reasons``).
+REJECTED_BAR, NOT_FINITE, NOT_POSITIVE, NO_BAND, INSIDE_BAND, OUTSIDE_BAND = range(6)
+
+
 class ValidationResult(NamedTuple):
     """``rows`` to store in ``validations`` and the predictions ``not_validated`` yet, with the reason."""
 
@@ -122,74 +130,112 @@ def validate_predictions(
     bars = _target_bars(actual_bars, rejected_bars)
 
     # Arrays, not frames: a year of week-ahead paths is close to a million predictions, and every frame copy,
-    # merge or string concatenation over them costs tens of milliseconds.
-    symbol = as_text(predictions["symbol"])
-    target_window = _new_york(predictions["target_window"])
-    as_of_window = _new_york(predictions["as_of_window"])
-    # A left join on (symbol, target instant), by binary search per symbol instead of a merge of wide frames.
-    where = _lookup(symbol, pd.DatetimeIndex(target_window).asi8,
-                    bars["symbol"].to_numpy(dtype=object), pd.DatetimeIndex(bars["_window_utc"]).asi8)
-    found = where >= 0
-    take = np.where(found, where, 0)
-
-    def joined(name: str) -> np.ndarray:
-        values = bars[name].to_numpy(dtype=np.float64 if name == "close" else object)
-        if not len(values):
-            return np.full(len(found), np.nan if name == "close" else None, dtype=values.dtype)
-        return np.where(found, values[take], np.nan if name == "close" else None)
-
-    rejected_check = joined("rejected_check")
-    awaiting = rejected_check == AWAITING_CHECKS
-    judged = found & ~awaiting
-    every = bool(judged.all())
-
-    def judged_only(values: np.ndarray | pd.Series) -> np.ndarray | pd.Series:
-        if every:
-            return values
-        return values[judged] if isinstance(values, np.ndarray) else values[judged].reset_index(drop=True)
+    # merge or string concatenation over them costs milliseconds (each new array of them a few more, in fresh
+    # memory: so the bounds are read in place and the results go into the rows frame without a copy).
+    symbol, symbol_code, symbols = _symbol_codes(predictions["symbol"])
+    target_window = _new_york(predictions["target_window"]).array
+    as_of_window = _new_york(predictions["as_of_window"]).array
+    # A left join on (symbol, target instant), by a hash lookup per symbol instead of a merge of wide frames. Only
+    # the bar's position is joined: its close and flags are read through it, its rejection text only where needed.
+    bar = _lookup(symbol_code, symbols, target_window.asi8,
+                  bars["symbol"].to_numpy(dtype=object), pd.DatetimeIndex(bars["_window_utc"]).asi8)
+    bar_check = bars["rejected_check"].to_numpy(dtype=object)
+    awaiting = _at_bars(bar_check == AWAITING_CHECKS, bar, False)
+    judged = (bar >= 0) & ~awaiting
 
     pending = ~judged
     not_validated = pd.DataFrame({
         "symbol": symbol[pending],
-        "target_window": target_window[pending].reset_index(drop=True),
-        "as_of_window": as_of_window[pending].reset_index(drop=True),
+        "target_window": target_window[pending],
+        "as_of_window": as_of_window[pending],
         "horizon_step": predictions["horizon_step"].to_numpy()[pending],
         "reason": np.array([NO_BAR_YET, AWAITING_CHECKS_REASON], dtype=object)[awaiting[pending].astype(np.int64)],
     }, columns=list(NOT_VALIDATED_COLUMNS))
 
-    def floats(name: str) -> np.ndarray:
-        return judged_only(predictions[name].to_numpy(dtype=np.float64))
+    # One selection of the judged rows (a mask: faster than positions); each array is a new one (the rows frame is
+    # built on them without a copy, so none may be a view of the caller's predictions).
+    rows = slice(None) if judged.all() else judged
 
+    def judged_only(values: np.ndarray) -> np.ndarray:
+        return values.copy() if isinstance(rows, slice) else values[rows]
+
+    close = _at_bars(bars["close"].to_numpy(dtype=np.float64), bar, np.nan)
+    rejected = _at_bars(pd.notna(bar_check), bar, False)
+    bounds = {name: predictions[name].to_numpy(dtype=np.float64) for name in ("lower_80", "upper_80", "lower_95",
+                                                                              "upper_95")}
     judged_predictions = _JudgedPredictions(
         symbol=judged_only(symbol),
-        target_window=judged_only(target_window.reset_index(drop=True)),
-        as_of_window=judged_only(as_of_window.reset_index(drop=True)),
-        horizon_step=judged_only(predictions["horizon_step"].to_numpy()).astype("int64"),
+        target_window=judged_only(target_window),
+        as_of_window=judged_only(as_of_window),
+        horizon_step=judged_only(predictions["horizon_step"].to_numpy()).astype("int64", copy=False),
         model_version=judged_only(predictions["model_version"].to_numpy(dtype=object)),
-        predicted_close=floats("predicted_close"),
-        last_close=floats("last_close"),
-        bounds={name: floats(name) for name in ("lower_80", "upper_80", "lower_95", "upper_95")},
-        close=judged_only(joined("close")),
-        rejected_check=judged_only(rejected_check),
-        rejected_reason=judged_only(joined("rejected_reason")),
+        predicted_close=judged_only(predictions["predicted_close"].to_numpy(dtype=np.float64)),
+        last_close=judged_only(predictions["last_close"].to_numpy(dtype=np.float64)),
+        close=close[rows],  # ``close`` is this call's own array: a view of it is safe
+        rejected=rejected[rows],
+        inside=_intervals(bounds, close, rejected, rows),
+        rows=rows,
+        bounds_95=(bounds["lower_95"], bounds["upper_95"]),
+        bar=bar,
+        bar_check=bar_check,
+        bar_reason=bars["rejected_reason"].to_numpy(dtype=object),
     )
     return ValidationResult(rows=_judge(judged_predictions, threshold), not_validated=not_validated)
 
 
 class _JudgedPredictions(NamedTuple):
-    """The predictions that have their target's bar, as arrays (one entry per prediction)."""
+    """The predictions that have their target's bar, as arrays (one entry per judged prediction), with what their
+    sentences read of every prediction: ``rows`` (the judged among all), the 95% bounds, the bar's position (``bar``)
+    and the bars' rejection texts."""
 
     symbol: np.ndarray
-    target_window: pd.Series
-    as_of_window: pd.Series
+    target_window: pd.arrays.DatetimeArray
+    as_of_window: pd.arrays.DatetimeArray
     horizon_step: np.ndarray
     model_version: np.ndarray
     predicted_close: np.ndarray
     last_close: np.ndarray
-    bounds: dict[str, np.ndarray]
     close: np.ndarray
-    rejected_check: np.ndarray
-    rejected_reason: np.ndarray
+    rejected: np.ndarray
+    inside: dict[int, pd.arrays.BooleanArray]
+    rows: slice | np.ndarray
+    bounds_95: tuple[np.ndarray, np.ndarray]
+    bar: np.ndarray
+    bar_check: np.ndarray
+    bar_reason: np.ndarray
+
+
+def _at_bars(values: np.ndarray, bar: np.ndarray, missing: object) -> np.ndarray:
+    """``values`` (one per bar) at each prediction's bar, ``missing`` where it has none: position -1 reads the
+    ``missing`` put after the last bar, so one take does it. A flag no bar has is no prediction's either."""
+    if values.dtype == bool and not missing and not values.any():
+        return np.zeros(len(bar), dtype=bool)
+    return np.take(np.append(values, missing), bar)
+
+
+def _intervals(
+    bounds: dict[str, np.ndarray], close: np.ndarray, rejected: np.ndarray, rows: slice | np.ndarray
+) -> dict[int, pd.arrays.BooleanArray]:
+    """For the judged ``rows``: whether the actual close lies in ``[lower, upper]`` of the 80% and 95% intervals;
+    null when either bound is unknown or the bar cannot judge (rejected, close not positive or not finite). Worked
+    out over every prediction, reading the bounds in place (in place too: a new array of them costs more than the
+    comparison), and then kept for the judged."""
+    scratch = np.empty(len(close), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(close)
+        usable &= np.greater(close, 0.0, out=scratch)
+        usable &= ~rejected
+        inside = {}
+        for level in (80, 95):
+            lower, upper = bounds[f"lower_{level}"], bounds[f"upper_{level}"]
+            known = np.isfinite(lower)
+            known &= np.isfinite(upper, out=scratch)
+            known &= usable
+            within = np.less_equal(lower, close)
+            within &= np.less_equal(close, upper, out=scratch)
+            within &= known
+            inside[level] = pd.arrays.BooleanArray(within[rows], np.logical_not(known, out=known)[rows])
+    return inside
 
 
 def _judge(merged: _JudgedPredictions, threshold: float) -> pd.DataFrame:
@@ -197,31 +243,39 @@ def _judge(merged: _JudgedPredictions, threshold: float) -> pd.DataFrame:
     actual = merged.close
     predicted = merged.predicted_close
     last_close = merged.last_close
-    rejected = pd.notna(merged.rejected_check)
+    rejected = merged.rejected
     finite = np.isfinite(actual)
     with np.errstate(invalid="ignore"):
         positive = finite & (actual > 0)
     bad = rejected | ~positive
-    usable = np.where(bad, np.nan, actual)
+    # ``actual`` is this call's own array, read only: it serves as is where nothing needs blanking (the usual case).
+    usable = np.where(bad, np.nan, actual) if bad.any() else actual
+    actual_close = actual if finite.all() else np.where(finite, actual, np.nan)
 
-    with np.errstate(invalid="ignore", divide="ignore"):
-        error_pct = 100.0 * (predicted - usable) / usable
+    with np.errstate(invalid="ignore", divide="ignore"):  # 100 * (predicted - actual) / actual, in place
+        error_pct = np.subtract(predicted, usable)
+        np.divide(np.multiply(100.0, error_pct, out=error_pct), usable, out=error_pct)
         abs_error_pct = np.abs(error_pct)
-        naive_abs_error_pct = 100.0 * np.abs(last_close - usable) / usable
-    inside = {level: _inside(merged.bounds, level, usable) for level in (80, 95)}
-
+        naive_abs_error_pct = np.subtract(last_close, usable)
+        np.abs(naive_abs_error_pct, out=naive_abs_error_pct)
+        np.divide(np.multiply(100.0, naive_abs_error_pct, out=naive_abs_error_pct), usable, out=naive_abs_error_pct)
+    inside = merged.inside
     band_known = ~inside[95].isna()
     inside_95 = inside[95].to_numpy(dtype=bool, na_value=False)
     with np.errstate(invalid="ignore"):
         beyond = abs_error_pct > threshold * 100.0
     needs = ~bad & beyond & ~inside_95  # an unknown band: the threshold alone decides
-    status = np.array([INVALID, NEEDS_REPREDICTION, VALID], dtype=object)[np.select([bad, needs], [0, 1], default=2)]
-    actual_close = np.where(finite, actual, np.nan)
-
+    status = np.full(len(actual), 2, dtype=np.int8)
+    status[needs] = 1
+    status[bad] = 0
+    # Every row but a few percent is within the threshold; the others' cases pick their sentences.
+    others = np.flatnonzero(bad | beyond)
     cases = np.select(
-        [rejected, bad & ~finite, bad, ~beyond, ~band_known, inside_95], [0, 1, 2, 3, 4, 5], default=6
+        [rejected[others], ~finite[others], bad[others], ~band_known[others], inside_95[others]],
+        [REJECTED_BAR, NOT_FINITE, NOT_POSITIVE, NO_BAND, INSIDE_BAND], default=OUTSIDE_BAND,
     )
-    rows = pd.DataFrame(
+    # The frame takes the arrays as they are (each new here): a copy of every column would cost more than the rest.
+    return pd.DataFrame(
         {
             "symbol": merged.symbol,
             "target_window": merged.target_window,
@@ -236,121 +290,163 @@ def _judge(merged: _JudgedPredictions, threshold: float) -> pd.DataFrame:
             "naive_abs_error_pct": naive_abs_error_pct,
             "inside_80": inside[80],
             "inside_95": inside[95],
-            "status": status,
-            "status_reason": _reasons(merged, cases, threshold, error_pct, actual_close),
+            "status": np.take(np.array([INVALID, NEEDS_REPREDICTION, VALID], dtype=object), status),
+            "status_reason": _reasons(merged, others, cases, threshold, error_pct, actual_close),
         },
         columns=list(VALIDATION_COLUMNS),
+        copy=False,
     )
-    return rows
 
 
-def _inside(bounds: dict[str, np.ndarray], level: int, usable: np.ndarray) -> pd.arrays.BooleanArray:
-    """Whether the actual close lies in ``[lower, upper]`` of the ``level``% interval; null when either is unknown."""
-    lower = bounds[f"lower_{level}"]
-    upper = bounds[f"upper_{level}"]
-    known = np.isfinite(lower) & np.isfinite(upper) & np.isfinite(usable)
-    with np.errstate(invalid="ignore"):
-        inside = (lower <= usable) & (usable <= upper)
-    return pd.arrays.BooleanArray(inside & known, ~known)
+def _positions(rows: slice | np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The positions among all predictions of the judged ones numbered ``at`` among the judged (``rows``: the judged
+    of all). Each sits after the predictions not judged that come before it, which are few: no array of a million
+    positions is made."""
+    if isinstance(rows, slice):
+        return at
+    pending = np.flatnonzero(~rows)
+    return at + np.searchsorted(pending - np.arange(len(pending)), at, side="right")
 
 
 def _reasons(
-    merged: _JudgedPredictions, cases: np.ndarray, threshold: float, error_pct: np.ndarray, actual_close: np.ndarray
+    merged: _JudgedPredictions,
+    others: np.ndarray,
+    cases: np.ndarray,
+    threshold: float,
+    error_pct: np.ndarray,
+    actual_close: np.ndarray,
 ) -> np.ndarray:
-    """One sentence per row: each case's sentence is built by string concatenation over the arrays of the rows in
-    that case (a loop over the seven cases, never over rows). The two commonest cases (within the threshold, or
-    beyond it without a band) read only the error, rounded to 0.01: their sentences are built once per distinct
-    rounded error and shared."""
+    """One sentence per row. A row within the threshold (nearly every row) reads only its error rounded to 0.01:
+    that sentence is built once per distinct rounded error and shared. The ``others`` (a bad bar, or beyond the
+    threshold: a few percent of the rows), whose ``cases`` say which sentence, are built row by row from the texts
+    of their numbers. One lookup in the table of both gives every row its own."""
     limit = f"{threshold * 100:g}%"
     fix = "repair the bar (re-materialize market_bars for this window), then validations for it."
+    sentence, errors = _error_texts(error_pct)  # each row's code: the text of its rounded error
+    shared = [f"Error {error} is within the {limit} validation threshold." for error in errors]
+    own = np.empty(len(others), dtype=object)
+    if len(others):
+        everywhere = _positions(merged.rows, others)  # their positions among all predictions
+        error_text = np.take(errors, sentence[others])
+        # Each number as its whole part and its fraction, written side by side.
+        close_text = _number_parts(actual_close[others], 4)
+        low_text = _number_parts(merged.bounds_95[0][everywhere], 4)
+        high_text = _number_parts(merged.bounds_95[1][everywhere], 4)
 
-    def error(at: np.ndarray) -> pd.Series:
-        return _signed(error_pct[at]) + "%"
+        def texts(case: int, *columns: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+            """The others of ``case`` and, per column, their texts (as lists: a loop reads them fastest)."""
+            at = np.flatnonzero(cases == case)
+            return at, [column[at].tolist() for column in columns]
 
-    def actual(at: np.ndarray) -> pd.Series:
-        return _number(actual_close[at], 4)
-
-    def band(at: np.ndarray) -> pd.Series:
-        lower = merged.bounds["lower_95"][at]
-        upper = merged.bounds["upper_95"][at]
-        return "[" + _number(lower, 4) + ", " + _number(upper, 4) + "]"
-
-    def rejected_by(at: np.ndarray) -> pd.Series:
-        check = pd.Series(merged.rejected_check[at], dtype=object).fillna("").astype(str)
-        why = pd.Series(merged.rejected_reason[at], dtype=object).fillna("no reason recorded").astype(str)
-        return ("The actual bar was rejected by the blocking check " + check + " (" + why.str.rstrip(". ")
-                + "), so it cannot judge this forecast; " + fix)
-
-    sentences = {
-        0: rejected_by,
-        1: lambda at: pd.Series(
-            "The actual close is missing or not finite, so it cannot judge this forecast; " + fix, index=range(len(at))
-        ),
-        2: lambda at: "The actual close " + actual(at) + " is not positive, so it cannot judge this forecast; " + fix,
-        3: lambda at: "Error " + error(at) + " is within the " + limit + " validation threshold.",
-        4: lambda at: "Error " + error(at) + " exceeds the " + limit + " threshold and the prediction has no 95% "
-        "interval, so the threshold alone flags it.",
-        5: lambda at: "Error " + error(at) + " exceeds the " + limit + " threshold but the actual close " + actual(at)
-        + " lies inside the prediction's 95% interval " + band(at) + ", an ordinary move at this horizon.",
-        6: lambda at: "Error " + error(at) + " exceeds the " + limit + " threshold and the actual close " + actual(at)
-        + " lies outside the prediction's 95% interval " + band(at) + ".",
-    }
-    reasons = np.empty(len(cases), dtype=object)
-    for case, sentence in sentences.items():
-        at = np.flatnonzero(cases == case)
-        if not len(at):
-            continue
-        if case in (3, 4):
-            codes, uniques = pd.factorize(_signed_key(error_pct[at], 2))
-            if len(uniques) < len(at):
-                one_each = np.empty(len(uniques), dtype=np.int64)
-                one_each[codes] = at  # any row of a key: they all read the same
-                reasons[at] = sentence(one_each).to_numpy(dtype=object)[codes]
-                continue
-        reasons[at] = sentence(at).to_numpy(dtype=object)
-    return reasons
+        at, (checks, whys) = texts(REJECTED_BAR, merged.bar_check[merged.bar[everywhere]],
+                                   merged.bar_reason[merged.bar[everywhere]])
+        checks = pd.Series(checks, dtype=object).fillna("").astype(str).tolist()
+        whys = pd.Series(whys, dtype=object).fillna("no reason recorded").astype(str).str.rstrip(". ").tolist()
+        own[at] = [f"The actual bar was rejected by the blocking check {check} ({why}), so it cannot judge this "
+                   f"forecast; {fix}" for check, why in zip(checks, whys, strict=True)]
+        own[cases == NOT_FINITE] = f"The actual close is missing or not finite, so it cannot judge this forecast; {fix}"
+        at, columns = texts(NOT_POSITIVE, *close_text)
+        own[at] = [f"The actual close {close}{close_fraction} is not positive, so it cannot judge this forecast; {fix}"
+                   for close, close_fraction in zip(*columns, strict=True)]
+        at, (error_of,) = texts(NO_BAND, error_text)
+        own[at] = [f"Error {error} exceeds the {limit} threshold and the prediction has no 95% interval, so the "
+                   "threshold alone flags it." for error in error_of]
+        at, columns = texts(INSIDE_BAND, error_text, *close_text, *low_text, *high_text)
+        own[at] = [
+            f"Error {error} exceeds the {limit} threshold but the actual close {close}{close_fraction} lies inside "
+            f"the prediction's 95% interval [{low}{low_fraction}, {high}{high_fraction}], an ordinary move at this "
+            "horizon."
+            for error, close, close_fraction, low, low_fraction, high, high_fraction in zip(*columns, strict=True)
+        ]
+        at, columns = texts(OUTSIDE_BAND, error_text, *close_text, *low_text, *high_text)
+        own[at] = [
+            f"Error {error} exceeds the {limit} threshold and the actual close {close}{close_fraction} lies outside "
+            f"the prediction's 95% interval [{low}{low_fraction}, {high}{high_fraction}]."
+            for error, close, close_fraction, low, low_fraction, high, high_fraction in zip(*columns, strict=True)
+        ]
+        sentence[others] = len(shared) + np.arange(len(others))
+    return np.take(np.concatenate([np.array(shared, dtype=object), own]), sentence)
 
 
 def _signed_key(values: np.ndarray, decimals: int) -> np.ndarray:
-    """An integer per value that fixes its ``_signed`` text: the bits of the value rounded as ``_number`` rounds
-    it, except that a positive value rounding to 0 (it reads +0.0, not 0.0) gets 1, the bits of a subnormal that no
-    rounding to ``decimals`` yields."""
+    """An integer per value that fixes its signed text: the bits of the value rounded to ``decimals`` (as
+    ``np.round``), except that a positive value rounding to 0 (it reads +0.0, not 0.0) gets 1, the bits of a
+    subnormal that no rounding to ``decimals`` yields."""
     keys = np.round(np.asarray(values, dtype=np.float64), decimals).view(np.int64)
     keys[(keys == 0) & (values > 0)] = 1
     return keys
 
 
-def _number(values: np.ndarray, decimals: int) -> pd.Series:
-    """Values rounded for a sentence, as strings: each distinct rounded value (by its bits, so -0.0 stays -0.0) is
-    converted once."""
-    codes, uniques = pd.factorize(np.round(np.asarray(values, dtype=np.float64), decimals).view(np.int64))
-    return pd.Series(uniques.view(np.float64).astype(str)[codes], dtype=object)
+def _error_texts(errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each error's code and, per code, the text a sentence gives it: rounded to 0.01, "+" when positive, then "%"
+    ("+1.23%", "-0.0%" for a small negative one)."""
+    codes, keys = pd.factorize(_signed_key(errors, 2))
+    rounded = keys.view(np.float64)  # key 1 (a positive error rounding to 0) reads as a positive subnormal
+    positive = (rounded > 0).tolist()
+    values = np.where(keys == 1, 0.0, rounded).tolist()
+    return codes, np.array([("+" if plus else "") + repr(value) + "%" for plus, value in zip(positive, values,
+                                                                                           strict=True)], dtype=object)
 
 
-def _signed(values: np.ndarray) -> pd.Series:
-    with np.errstate(invalid="ignore"):
-        sign = np.where(values > 0, "+", "")
-    return pd.Series(sign, dtype=object) + _number(values, 2)
+@functools.cache
+def _fractions(decimals: int) -> np.ndarray:
+    """The text after the whole part of every fraction 0 .. 10**decimals - 1: the point and the digits without
+    trailing zeros (".0" for none, ".5", ".0123")."""
+    return np.array(["." + (f"{fraction:0{decimals}d}".rstrip("0") or "0") for fraction in range(10**decimals)],
+                    dtype=object)
 
 
-def _lookup(symbols: np.ndarray, stamps: np.ndarray, bar_symbols: np.ndarray, bar_stamps: np.ndarray) -> np.ndarray:
-    """Position in the bars of each (symbol, stamp), -1 where there is none (the bars' keys are unique)."""
-    where = np.full(len(symbols), -1, dtype=np.int64)
-    if not len(bar_symbols) or not len(symbols):
+def _number_parts(values: np.ndarray, decimals: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each value rounded to ``decimals`` (as ``np.round``) as ``repr`` writes the rounded value ("59.78", "60.0",
+    "-0.0"), in two texts to write side by side: the sign and whole part, then the point and the fraction.
+
+    The rounded value is k / 10**decimals for the integer k = rint(value * 10**decimals), and with fewer than 16
+    digits its shortest text (what ``repr`` writes) is k's digits with the point put in and the trailing zeros
+    dropped: no shorter decimal reads back as the same double. So only the few distinct whole parts are turned into
+    text and the fractions come from a table, instead of a ``repr`` per value (tens of thousands of band bounds). A
+    value beyond that (not finite, or 10**15 and more) goes through ``repr`` whole."""
+    scaled = np.rint(np.asarray(values, dtype=np.float64) * 10.0**decimals)
+    plain = np.abs(scaled) < 1e15  # NaN and infinities are not
+    units = np.where(plain, np.abs(scaled), 0.0).astype(np.int64)
+    whole, fraction = np.divmod(units, 10**decimals)
+    codes, keys = pd.factorize(whole * 2 + np.signbit(scaled))
+    wholes = np.array([("-" if key & 1 else "") + str(key >> 1) for key in keys.tolist()], dtype=object)
+    whole_text, fraction_text = np.take(wholes, codes), np.take(_fractions(decimals), fraction)
+    if not plain.all():
+        whole_text[~plain] = [repr(value) for value in np.round(values[~plain], decimals).tolist()]
+        fraction_text[~plain] = ""
+    return whole_text, fraction_text
+
+
+def _symbol_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The symbols as text (``as_text``), each one's code and the distinct symbols (codes index them). A column of
+    strings is used as it is: its distinct values tell, without a pass over every row to check their type."""
+    values = column.to_numpy(dtype=object)
+    codes, distinct = factorize_runs(values)
+    if (codes < 0).any() or not all(isinstance(value, str) for value in distinct):
+        values = as_text(column)
+        codes, distinct = factorize_runs(values)
+    return values, codes, np.asarray(distinct, dtype=object)
+
+
+def _lookup(
+    codes: np.ndarray, symbols: np.ndarray, stamps: np.ndarray, bar_symbols: np.ndarray, bar_stamps: np.ndarray
+) -> np.ndarray:
+    """Position in the bars of each (symbol, stamp) (symbol given by its code among ``symbols``), -1 where there is
+    none: per symbol, one hash lookup of the stamps among that symbol's bars (whose stamps are unique)."""
+    where = np.full(len(codes), -1, dtype=np.int64)
+    if not len(bar_symbols) or not len(codes):
         return where
-    codes, distinct = factorize_runs(np.concatenate([symbols, bar_symbols]))
-    codes, bar_codes = codes[: len(symbols)], codes[len(symbols):]
-    for code in range(len(distinct)):
-        mine = np.flatnonzero(codes == code)
+    bar_codes = pd.Index(symbols).get_indexer(bar_symbols)
+    for code in range(len(symbols)):
         theirs = np.flatnonzero(bar_codes == code)
         if not len(theirs):
             continue
-        order = np.argsort(bar_stamps[theirs], kind="stable")
-        sorted_stamps = bar_stamps[theirs][order]
-        at = np.searchsorted(sorted_stamps, stamps[mine])
-        hit = at < len(sorted_stamps)
-        hit[hit] = sorted_stamps[at[hit]] == stamps[mine][hit]
-        where[mine[hit]] = theirs[order[at[hit]]]
+        if len(symbols) == 1 and len(theirs) == len(bar_stamps):  # one symbol, every bar its own
+            return pd.Index(bar_stamps).get_indexer(stamps)
+        mine = np.flatnonzero(codes == code)
+        at = pd.Index(bar_stamps[theirs]).get_indexer(stamps[mine])
+        where[mine] = np.where(at >= 0, theirs[at], -1)
     return where
 
 
@@ -372,8 +468,11 @@ def _target_bars(actual_bars: pd.DataFrame, rejected_bars: pd.DataFrame | None) 
 
 
 def _new_york(stamps: pd.Series) -> pd.Series:
-    """Timestamps as ``datetime64[ns, America/New_York]`` (naive values mean New York)."""
-    return as_new_york(stamps).astype(f"datetime64[ns, {NEW_YORK}]")
+    """Timestamps as ``datetime64[ns, America/New_York]`` (naive values mean New York); a column already so is
+    returned as is (not copied: the callers read it)."""
+    if stamps.dtype == _NEW_YORK_NS:
+        return stamps
+    return as_new_york(stamps).astype(_NEW_YORK_NS)
 
 
 def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
