@@ -28,11 +28,13 @@ same origins and targets, so the report's interval scores compare like with like
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import gc
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,6 +126,21 @@ class BacktestResult:
         gate, recommendations, scoring, baseline bands and the report)."""
         seconds = self.timings.get("after_training_s", 0.0)
         return self.origins / seconds if seconds > 0 else float("nan")
+
+
+@contextlib.contextmanager
+def _collection_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the array work of the replay, as it was before afterwards. A full
+    collection walks every live object, TensorFlow's model graphs included (up to 250 ms on this 2-core machine,
+    landing at random in a stage), and the replay's millions of array elements create no reference cycles to
+    collect; reference counting still frees everything as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _bands_module() -> Any | None:
@@ -236,7 +253,8 @@ def run_backtest(
             timings["training_s"] += trained_s
             started = time.perf_counter()
             known = rows[rows["window_start"] <= block[-1]]
-            forecasts = forecast_windows({symbol: block}, {symbol: model}, {symbol: known})
+            with _collection_paused():
+                forecasts = forecast_windows({symbol: block}, {symbol: model}, {symbol: known})
             timings["forecasting_s"] += time.perf_counter() - started
             block_rows, block_skipped = forecasts.rows, forecasts.skipped
             started = time.perf_counter()
@@ -271,65 +289,67 @@ def run_backtest(
             })
             cause = "; ".join(causes.values()) if fired is not None else f"every {retrain_every} sessions"
 
-    started = time.perf_counter()
-    all_bars = pd.concat(list(per_symbol.values()), ignore_index=True)
-    if len(frames) == 1 and frames[0].index.equals(pd.RangeIndex(len(frames[0]))):  # one block: its rows as is
-        predictions = frames[0]
-    else:
-        predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if predictions.empty:
-        first = next(iter(skipped.values()), ("", "no origin could be forecast"))[1]
-        raise BacktestDataError(f"The backtest produced no forecast: {first}")
-    adapted = bands is not None and adapt and hasattr(bands, "adapt_intervals")
-    step = time.perf_counter()
-    if adapted:
-        predictions = _adapted(bands, predictions, per_symbol)
-    timings["adapt_s"] = time.perf_counter() - step
-    step = time.perf_counter()
-    validations = validate_predictions(predictions, all_bars, None, settings.validation_threshold).rows
-    bucketed = validations[bucket_candidates(validations)]
-    timings["validation_s"] = time.perf_counter() - step
-    step = time.perf_counter()
-    filled = [frame for frame in summaries if len(frame)] or summaries[:1]  # blocks with no forecast add nothing
-    scores = confidence_scores(
-        pd.concat(filled, ignore_index=True), all_bars, validations, predictions,
-        settings.confidence_factor_weights,
-    )
-    where = _score_rows(predictions, scores)
-    # What the trade rules read of each forecast row: the path and its origin's confidence (the full join of every
-    # score column onto every row is ``BacktestResult.predictions``, built only when asked for).
-    trade_inputs = _with_scores(predictions[[name for name in FORECAST_COLUMNS if name in predictions.columns]],
-                                scores[["symbol", "as_of_window", "confidence", "confidence_level"]], where)
-    timings["confidence_s"] = summaries_s + time.perf_counter() - step
-    step = time.perf_counter()
-    origins = scores[["symbol", "as_of_window"]]  # one row per forecast (symbol, as-of window)
-    expected = pd.DataFrame({  # every origin the plan asked for: those without a forecast get a no_forecast row
-        "symbol": np.concatenate([np.full(len(block), symbol, dtype=object)
-                                  for symbol, blocks in plans.items() for block in blocks]),
-        "as_of_window": pd.DatetimeIndex(np.concatenate([block.asi8 for blocks in plans.values() for block in blocks]),
-                                         ).tz_localize("UTC").tz_convert(NEW_YORK),
-    })
-    recent_mase = skill_mase(bucketed, origins)
-    recommendations = recommend_trades(trade_inputs, recent_mase, settings, origins=expected)
-    outcomes = score_recommendations(recommendations, all_bars, settings)
-    timings["recommendations_s"] = time.perf_counter() - step
-    step = time.perf_counter()
-    # The forecasts a bucketed figure can read (the same few percent of rows as the validations): the joins below
-    # then match tens of thousands of rows instead of every step of every path.
-    candidates = bucket_candidates(predictions)
-    bucketed_forecasts = _with_scores(
-        predictions.loc[candidates, [name for name in BUCKET_FORECAST_COLUMNS if name in predictions.columns]],
-        scores[["symbol", "as_of_window", *(name for name in BUCKET_FORECAST_COLUMNS if name in scores.columns
-                                            and name not in predictions.columns)]],
-        where[candidates],
-    )
-    scored = scored_validations(bucketed, bucketed_forecasts, per_symbol, bands)
-    timings["bands_s"] = time.perf_counter() - step
-    step = time.perf_counter()
-    report = backtest_report(scored, validations, bucketed_forecasts, recommendations, outcomes)
-    timings["report_s"] = time.perf_counter() - step
-    timings["after_training_s"] = (timings["forecasting_s"] + timings["retrain_rule_s"] + summaries_s
-                                   + time.perf_counter() - started)
+    with _collection_paused():  # see _collection_paused
+        started = time.perf_counter()
+        all_bars = pd.concat(list(per_symbol.values()), ignore_index=True)
+        if len(frames) == 1 and frames[0].index.equals(pd.RangeIndex(len(frames[0]))):  # one block: its rows as is
+            predictions = frames[0]
+        else:
+            predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if predictions.empty:
+            first = next(iter(skipped.values()), ("", "no origin could be forecast"))[1]
+            raise BacktestDataError(f"The backtest produced no forecast: {first}")
+        adapted = bands is not None and adapt and hasattr(bands, "adapt_intervals")
+        step = time.perf_counter()
+        if adapted:
+            predictions = _adapted(bands, predictions, per_symbol)
+        timings["adapt_s"] = time.perf_counter() - step
+        step = time.perf_counter()
+        validations = validate_predictions(predictions, all_bars, None, settings.validation_threshold).rows
+        bucketed = validations[bucket_candidates(validations)]
+        timings["validation_s"] = time.perf_counter() - step
+        step = time.perf_counter()
+        filled = [frame for frame in summaries if len(frame)] or summaries[:1]  # blocks with no forecast add nothing
+        scores = confidence_scores(
+            pd.concat(filled, ignore_index=True), all_bars, validations, predictions,
+            settings.confidence_factor_weights,
+        )
+        where = _score_rows(predictions, scores)
+        # What the trade rules read of each forecast row: the path and its origin's confidence (the full join of every
+        # score column onto every row is ``BacktestResult.predictions``, built only when asked for).
+        trade_inputs = _with_scores(predictions[[name for name in FORECAST_COLUMNS if name in predictions.columns]],
+                                    scores[["symbol", "as_of_window", "confidence", "confidence_level"]], where)
+        timings["confidence_s"] = summaries_s + time.perf_counter() - step
+        step = time.perf_counter()
+        origins = scores[["symbol", "as_of_window"]]  # one row per forecast (symbol, as-of window)
+        expected = pd.DataFrame({  # every origin the plan asked for: those without a forecast get a no_forecast row
+            "symbol": np.concatenate([np.full(len(block), symbol, dtype=object)
+                                      for symbol, blocks in plans.items() for block in blocks]),
+            "as_of_window": pd.DatetimeIndex(
+                np.concatenate([block.asi8 for blocks in plans.values() for block in blocks])
+            ).tz_localize("UTC").tz_convert(NEW_YORK),
+        })
+        recent_mase = skill_mase(bucketed, origins)
+        recommendations = recommend_trades(trade_inputs, recent_mase, settings, origins=expected)
+        outcomes = score_recommendations(recommendations, all_bars, settings)
+        timings["recommendations_s"] = time.perf_counter() - step
+        step = time.perf_counter()
+        # The forecasts a bucketed figure can read (the same few percent of rows as the validations): the joins below
+        # then match tens of thousands of rows instead of every step of every path.
+        candidates = bucket_candidates(predictions)
+        bucketed_forecasts = _with_scores(
+            predictions.loc[candidates, [name for name in BUCKET_FORECAST_COLUMNS if name in predictions.columns]],
+            scores[["symbol", "as_of_window", *(name for name in BUCKET_FORECAST_COLUMNS if name in scores.columns
+                                                and name not in predictions.columns)]],
+            where[candidates],
+        )
+        scored = scored_validations(bucketed, bucketed_forecasts, per_symbol, bands)
+        timings["bands_s"] = time.perf_counter() - step
+        step = time.perf_counter()
+        report = backtest_report(scored, validations, bucketed_forecasts, recommendations, outcomes)
+        timings["report_s"] = time.perf_counter() - step
+        timings["after_training_s"] = (timings["forecasting_s"] + timings["retrain_rule_s"] + summaries_s
+                                       + time.perf_counter() - started)
     return BacktestResult(
         report=report,
         forecasts=predictions,
