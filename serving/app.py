@@ -63,7 +63,8 @@ class RecordingMiddleware:
     cache answered it, what monitoring's api_performance reads; written by a background thread, never on the event
     loop) and in the audit trail every refused request (401/403/429, a rate-limit flood folded to one 429 entry
     per caller per minute) and every changing request that reached an endpoint as a known caller (a POST to an
-    unknown path, or one refused before it was identified, cannot fill the trail)."""
+    unknown path, or one refused before it was identified, cannot fill the trail). An audited request's entry is
+    on disk before the last part of its answer is sent: an answer the caller holds is already in the trail."""
 
     def __init__(self, app: ASGIApp, audit_log: AuditLog, access_log: BackgroundLog) -> None:
         self.app = app
@@ -83,9 +84,17 @@ class RecordingMiddleware:
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
-            elif message["type"] == "http.response.body" and seen["status"] >= 400 and len(seen["body"]) < 4096:
-                seen["body"] += message.get("body", b"")
+            elif message["type"] == "http.response.body":
+                if seen["status"] >= 400 and len(seen["body"]) < 4096:
+                    seen["body"] += message.get("body", b"")
+                if not message.get("more_body", False):
+                    await audit()  # on disk before the caller has the whole answer
             await send(message)
+
+        async def audit() -> None:
+            if not seen.get("audited") and _audited(scope, state, seen["status"]):
+                seen["audited"] = True
+                await run_in_threadpool(self.audit_log.record, _entry(scope, state, seen["status"], seen["body"]))
 
         try:
             await self.app(scope, receive, watch)
@@ -101,8 +110,7 @@ class RecordingMiddleware:
                 "key_id": principal.key_id if principal else None,
                 "cache": tally.outcome,
             })
-            if _audited(scope, state, status_code):
-                await run_in_threadpool(self.audit_log.record, _entry(scope, state, status_code, seen["body"]))
+            await audit()  # a request that failed before its answer was complete
 
 
 def _audited(scope: Scope, state: Mapping[str, Any], status_code: int) -> bool:

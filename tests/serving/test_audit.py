@@ -155,6 +155,7 @@ def test_malformed_lines_are_skipped_and_counted_not_a_500(service):
     app = service.app()
     with live_server(app) as url:
         assert httpx.get(f"{url}/alerts").status_code == 401
+        assert len(app.state.audit.path.read_bytes().splitlines()) == 1  # written before the answer was complete
         with app.state.audit.path.open("ab") as trail:
             trail.write(b"not json at all\n[1, 2]\n{\"id\": \"x\", \"time\": \"not a time\"}\n{\"torn\": ")
         assert httpx.get(f"{url}/alerts").status_code == 401
