@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline.evaluation.keys import run_heads
 from lstm_pipeline.evaluation.stamps import as_datetimes
 from lstm_pipeline.market.calendar import NEW_YORK, session_windows
 from lstm_pipeline.storage.tables import CONFIDENCE_FACTORS
@@ -488,26 +489,15 @@ def _bar_statistics(frame: pd.DataFrame, bars: pd.DataFrame) -> dict[str, np.nda
 
 def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The runs of equal neighbours of a column of keys: each run's length and code, and the distinct values the
-    codes number (by first appearance; a null is -1), as ``keys.factorize_runs`` finds them, comparing only the
-    neighbours that are different objects. A batch's key column repeats one object per symbol, model version or
-    status (a million rows hold the same few ``str`` objects), and two neighbours that are the same object are equal
-    without a call to ``==``: their addresses, the array's entries read as integers, say so for the whole column."""
+    codes number (by first appearance; a null is -1), as ``keys.factorize_runs`` finds them (``keys.run_heads``:
+    only neighbours that are different objects are compared; a value that does not compare makes each row its
+    own run)."""
     values = np.ascontiguousarray(values, dtype=object)
-    heads = np.zeros(1, dtype=np.int64)
-    if len(values) > 1:
-        try:
-            addresses = np.frombuffer(values, dtype=np.intp)
-        except (TypeError, ValueError, BufferError):  # no buffer to read them from: compare every neighbour
-            moved = np.arange(len(values) - 1)
-        else:
-            moved = np.flatnonzero(addresses[1:] != addresses[:-1])
-        try:
-            changed = np.asarray(values[moved + 1] != values[moved], dtype=bool)
-        except (TypeError, ValueError):  # a value that does not compare (pd.NA): each row its own run
-            moved, changed = np.arange(len(values) - 1), np.ones(len(values) - 1, dtype=bool)
-        heads = np.append(heads, moved[changed] + 1)
-    codes, distinct = pd.factorize(values[heads[: len(values)]])
-    return np.diff(np.append(heads[: len(values)], len(values))), codes, distinct
+    heads = run_heads(values)
+    if heads is None:
+        heads = np.arange(len(values))
+    codes, distinct = pd.factorize(values[heads])
+    return np.diff(np.append(heads, len(values))), codes, distinct
 
 
 def _key_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

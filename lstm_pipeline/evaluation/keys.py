@@ -11,24 +11,52 @@ import numpy as np
 import pandas as pd
 
 
+def moved_positions(values: np.ndarray) -> np.ndarray:
+    """The positions i (0 <= i < len - 1) where ``values[i + 1]`` may differ from ``values[i]``: every one, except
+    in an object array where two neighbours that are the same object are equal without a call to ``==``. A
+    batch's key column repeats one object per symbol, model version or status (a million rows hold the same few
+    ``str`` objects), and the array's entries read as addresses say so for the whole column at once."""
+    if values.dtype == object and len(values) > 1:
+        try:
+            addresses = np.frombuffer(np.ascontiguousarray(values), dtype=np.intp)
+        except (TypeError, ValueError, BufferError):  # no buffer to read them from: every neighbour
+            pass
+        else:
+            return np.flatnonzero(addresses[1:] != addresses[:-1])
+    return np.arange(max(len(values) - 1, 0))
+
+
+def run_heads(values: np.ndarray) -> np.ndarray:
+    """The first position of every run of equal neighbours (None if a value does not compare, as pd.NA)."""
+    values = np.asarray(values)
+    if len(values) < 2:
+        return np.arange(len(values))
+    moved = moved_positions(values)
+    try:
+        changed = np.asarray(values[moved + 1] != values[moved], dtype=bool)
+    except (TypeError, ValueError):
+        return None
+    return np.concatenate([[0], moved[changed] + 1])
+
+
 def factorize_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``pd.factorize(values)`` (codes, distinct values in order of first appearance; nulls -1), hashing one value
-    per run of equal neighbours."""
+    per run of equal neighbours (``run_heads``)."""
     if len(values) < 2:
         return pd.factorize(values)
-    try:
-        changed = np.asarray(values[1:] != values[:-1], dtype=bool)
-    except (TypeError, ValueError):  # a value that does not compare (pd.NA): hash every one
+    heads = run_heads(values)
+    if heads is None:  # a value that does not compare (pd.NA): hash every one
         return pd.factorize(values)
-    heads = np.flatnonzero(np.concatenate([[True], changed]))
     codes, uniques = pd.factorize(values[heads])
     return np.repeat(codes, np.diff(np.append(heads, len(values)))), uniques
 
 
 def as_text(values: pd.Series) -> np.ndarray:
-    """``values.astype(str)`` as an object array, without converting a column that holds only strings already."""
+    """``values.astype(str)`` as an object array, without converting a column that holds only strings already
+    (told by one value per run of the same object: ``moved_positions``)."""
     array = values.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(array, skipna=False) == "string":
+    sample = array if len(array) < 2 else array[np.concatenate([[0], moved_positions(array) + 1])]
+    if pd.api.types.infer_dtype(sample, skipna=False) == "string":
         return array
     return values.astype(str).to_numpy(dtype=object)
 
@@ -41,4 +69,4 @@ def sorted_codes(values: np.ndarray) -> np.ndarray:
     return np.where(codes >= 0, pd.factorize(uniques, sort=True)[0][codes], -1)
 
 
-__all__ = ["as_text", "factorize_runs", "sorted_codes"]
+__all__ = ["as_text", "factorize_runs", "moved_positions", "run_heads", "sorted_codes"]
