@@ -60,7 +60,6 @@ from lstm_pipeline.forecasting.training import TrainingDataError, TrainingSettin
 from lstm_pipeline.market.calendar import NEW_YORK, WINDOW
 from lstm_pipeline.settings import Settings
 from lstm_pipeline.trading.recommendations import (
-    FORECAST_COLUMNS,
     HELD_BACK_RULES,
     NO_TRADE,
     SKILL_SPAN,
@@ -314,11 +313,6 @@ def run_backtest(
             pd.concat(filled, ignore_index=True), all_bars, validations, predictions,
             settings.confidence_factor_weights,
         )
-        where = _score_rows(predictions, scores)
-        # What the trade rules read of each forecast row: the path and its origin's confidence (the full join of every
-        # score column onto every row is ``BacktestResult.predictions``, built only when asked for).
-        trade_inputs = _with_scores(predictions[[name for name in FORECAST_COLUMNS if name in predictions.columns]],
-                                    scores[["symbol", "as_of_window", "confidence", "confidence_level"]], where)
         timings["confidence_s"] = summaries_s + time.perf_counter() - step
         step = time.perf_counter()
         origins = scores[["symbol", "as_of_window"]]  # one row per forecast (symbol, as-of window)
@@ -330,7 +324,10 @@ def run_backtest(
             ).tz_localize("UTC").tz_convert(NEW_YORK),
         })
         recent_mase = skill_mase(bucketed, origins)
-        recommendations = recommend_trades(trade_inputs, recent_mase, settings, origins=expected)
+        # The trade rules read each path and its origin's confidence (the full join of every score column onto every
+        # row is ``BacktestResult.predictions``, built only when asked for).
+        recommendations = recommend_trades(predictions, recent_mase, settings, origins=expected,
+                                           scores=scores[["symbol", "as_of_window", "confidence", "confidence_level"]])
         outcomes = score_recommendations(recommendations, all_bars, settings)
         timings["recommendations_s"] = time.perf_counter() - step
         step = time.perf_counter()
@@ -341,7 +338,6 @@ def run_backtest(
             predictions.loc[candidates, [name for name in BUCKET_FORECAST_COLUMNS if name in predictions.columns]],
             scores[["symbol", "as_of_window", *(name for name in BUCKET_FORECAST_COLUMNS if name in scores.columns
                                                 and name not in predictions.columns)]],
-            where[candidates],
         )
         scored = scored_validations(bucketed, bucketed_forecasts, per_symbol, bands)
         timings["bands_s"] = time.perf_counter() - step

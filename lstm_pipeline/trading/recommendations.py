@@ -168,17 +168,25 @@ def _best_round_trips(prices: np.ndarray, rising: bool) -> tuple[np.ndarray, np.
     The running extremes run down the path positions of a transposed, contiguous copy (positions x origins): numpy
     accumulates along the first axis with whole rows at a time, along the last one element by element."""
     by_position = np.ascontiguousarray(prices.T)
-    positions = np.arange(by_position.shape[0])[:, None]
     accumulate = np.fmin.accumulate if rising else np.fmax.accumulate
     extreme = accumulate(by_position, axis=0)
-    at_extreme = by_position <= extreme if rising else by_position >= extreme
-    extreme_at = np.maximum.accumulate(np.where(at_extreme, positions, -1), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        gains = by_position[1:] / extreme[:-1] - 1.0 if rising else 1.0 - by_position[1:] / extreme[:-1]
-    gains = np.where(np.isnan(gains), -np.inf, gains)
+        gains = np.divide(by_position[1:], extreme[:-1])
+        if rising:
+            gains -= 1.0
+        else:
+            np.subtract(1.0, gains, out=gains)
+    gains[np.isnan(gains)] = -np.inf
     exit_index = np.argmax(gains, axis=0) + 1
     columns = np.arange(by_position.shape[1])
-    return gains[exit_index - 1, columns], extreme_at[exit_index - 1, columns], exit_index
+    # The entry: the last position before the exit at the running extreme there (the price equal to it is the
+    # extreme at its own position too, and no later one before the exit is), -1 where there is none (all NaN).
+    lowest = extreme[exit_index - 1, columns]
+    before = np.arange(by_position.shape[0])[:, None] < exit_index
+    at_extreme = (by_position == lowest) & before
+    last = by_position.shape[0] - 1 - np.argmax(at_extreme[::-1], axis=0)
+    entry_index = np.where(at_extreme.any(axis=0), last, -1)
+    return gains[exit_index - 1, columns], entry_index, exit_index
 
 
 def _utc_ns(values: pd.Series) -> np.ndarray:
@@ -239,9 +247,14 @@ def recommend_trades(
     recent_mase: Mapping[Hashable, Any] | pd.DataFrame,
     settings: Settings,
     origins: Iterable[tuple[str, pd.Timestamp]] | pd.DataFrame | None = None,
+    scores: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One ``trade_recommendations`` row per (symbol, as_of_window) of ``forecasts`` (prediction rows: target_window,
     predicted_close, last_close, confidence, confidence_level, model_version) and of ``origins``.
+
+    ``scores`` (optional): one row per origin (symbol, as_of_window, confidence, confidence_level), read as every
+    forecast row of that origin's confidence instead of the rows' own columns (the backtest's: its ~10^6 forecast
+    rows need no per-row join of the scores); an origin it lacks has no confidence.
 
     ``recent_mase`` is the skill evidence: a skill table (``SKILL_COLUMNS``: one row per origin and horizon bucket,
     as the asset and the backtest read it from ``accuracy_metrics``), or a mapping of a symbol, or a (symbol,
@@ -289,9 +302,15 @@ def recommend_trades(
     last_close = column("last_close")[first_rows]
     prices = _padded(column("predicted_close"), group, position, shape, np.nan)
     prices[:, 0] = last_close
-    confidence = _padded(column("confidence"), group, position, shape, np.nan)
+    if scores is None:
+        row_confidence = column("confidence")
+        level_values = column("confidence_level", object)
+    else:
+        origin_confidence, origin_level = _origin_scores(scores, names, symbol_code[first_rows], as_of_all[first_rows])
+        row_confidence = origin_confidence[group]
+        level_values = origin_level[group]
+    confidence = _padded(row_confidence, group, position, shape, np.nan)
     confidence[:, 0] = np.inf  # the as-of close is known: it never lowers a trade's confidence
-    level_values = column("confidence_level", object)
     windows = _padded(target_all, group, position, shape, np.iinfo(np.int64).min)
     origin_ns = as_of_all[first_rows]
     windows[:, 0] = origin_ns
@@ -433,6 +452,27 @@ def recommend_trades(
     return _with_missing_origins(out, recent_mase, origins, (symbols.astype(object), origin_ns))
 
 
+def _origin_scores(scores: pd.DataFrame, names: np.ndarray, codes: np.ndarray, origin_ns: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, confidence level) of each origin (``codes`` into the sorted symbol ``names``, UTC nanoseconds)
+    from one row per origin of ``scores`` (the last where one repeats); NaN and None where it has none."""
+    missing = [name for name in ("symbol", "as_of_window", "confidence", "confidence_level")
+               if name not in scores.columns]
+    if missing:
+        raise ValueError(f"The scores are missing the column(s) {missing}; pass one row per origin with symbol, "
+                         "as_of_window, confidence and confidence_level.")
+    score_codes = pd.Index(names, dtype=object).get_indexer(scores["symbol"].astype(str).to_numpy(dtype=object))
+    keys = pd.MultiIndex.from_arrays([score_codes, _utc_ns(scores["as_of_window"])])
+    kept = ~keys.duplicated(keep="last")
+    found = keys[kept].get_indexer(pd.MultiIndex.from_arrays([codes, origin_ns]))
+    rows = np.flatnonzero(kept)[np.maximum(found, 0)] if len(found) else np.zeros(0, dtype=np.int64)
+    confidence = scores["confidence"].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    level = scores["confidence_level"].to_numpy(dtype=object)
+    hit = found >= 0
+    return (np.where(hit, confidence[rows] if len(confidence) else np.nan, np.nan),
+            np.where(hit, level[rows] if len(level) else None, None))
+
+
 def _empty_recommendations() -> pd.DataFrame:
     out = pd.DataFrame({name: pd.Series(dtype=object) for name in RECOMMENDATION_COLUMNS})
     return out
@@ -450,11 +490,17 @@ def _expected_origins(origins: Iterable[tuple[str, pd.Timestamp]] | pd.DataFrame
         pairs = list(origins)
         symbols = np.array([str(symbol) for symbol, _ in pairs], dtype=object)
         windows = [window for _, window in pairs]
-    windows = pd.DatetimeIndex(pd.to_datetime(pd.Series(windows, dtype=object) if not isinstance(windows, pd.Series)
-                                              else windows))
+    if isinstance(windows, pd.Series) and isinstance(windows.dtype, pd.DatetimeTZDtype):
+        windows = pd.DatetimeIndex(windows)  # already instants: no parsing
+    else:
+        windows = pd.DatetimeIndex(pd.to_datetime(pd.Series(windows, dtype=object)
+                                                  if not isinstance(windows, pd.Series) else windows))
     if not len(symbols):
         return symbols, windows
     ns = windows.tz_localize("UTC").asi8 if windows.tz is None else windows.asi8
+    codes = factorize_runs(symbols)[0]
+    if len(codes) > 1 and ((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (ns[1:] > ns[:-1]))).all():
+        return symbols, windows  # runs of symbols in rising time (the backtest's plan): no pair repeats
     first = ~pd.MultiIndex.from_arrays([symbols, ns]).duplicated()
     return symbols[first], windows[first]
 
@@ -494,6 +540,8 @@ def _with_missing_origins(
     if extra:
         more = _typed(pd.DataFrame.from_records(extra, columns=RECOMMENDATION_COLUMNS))
         out = pd.concat([out, more], ignore_index=True) if len(out) else more
+    elif _ascending(*_symbol_codes(out["symbol"].to_numpy(dtype=object))[1:], _utc_ns(out["as_of_window"])):
+        return out.reset_index(drop=True)  # in order already (the rows come sorted by symbol code and origin)
     return out.sort_values(["symbol", "as_of_window"], kind="stable").reset_index(drop=True)
 
 

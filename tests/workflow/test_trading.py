@@ -226,6 +226,29 @@ def test_a_batch_gives_one_row_per_origin_and_says_which_origins_had_no_forecast
     assert rows.loc[2, "entry_price"] == 90.0 and rows.loc[2, "exit_price"] == 99.0
 
 
+def test_scores_per_origin_give_what_the_same_confidence_on_every_row_gives():
+    later = AS_OF + pd.Timedelta(minutes=15)
+    forecasts = pd.concat([
+        forecast([97, 104], confidence=0.9, level="High"), forecast([97, 104], as_of=later, confidence=0.5,
+                                                                      level="Low"),
+        forecast([90, 99], symbol="MSFT", last_close=95, confidence=0.7, level="Medium"),
+    ]).sample(frac=1, random_state=5)
+    skill = {"AAPL": SkillEvidence(0.8, 0.01), "MSFT": SkillEvidence(0.7, 0.001)}
+    # One score per origin (MSFT's first and an origin no forecast has: ignored), and none for AAPL's later origin.
+    scores = pd.DataFrame({"symbol": ["MSFT", "AAPL", "MSFT"], "as_of_window": [AS_OF, AS_OF, later],
+                           "confidence": [0.7, 0.9, 0.1], "confidence_level": ["Medium", "High", "Low"]})
+    unscored = forecasts.assign(confidence=forecasts["confidence"].where(forecasts["as_of_window"] != later),
+                                confidence_level=forecasts["confidence_level"].where(
+                                    forecasts["as_of_window"] != later, None))
+    by_rows = recommend_trades(unscored, skill, SETTINGS)
+    by_origin = recommend_trades(forecasts.drop(columns=["confidence", "confidence_level"]), skill, SETTINGS,
+                                 scores=scores)
+    pd.testing.assert_frame_equal(by_origin, by_rows)
+    assert list(by_origin["held_back_by"].fillna("-")) == ["-", "confidence_unknown", "-"]
+    with pytest.raises(ValueError, match="confidence_level"):
+        recommend_trades(forecasts, skill, SETTINGS, scores=scores.drop(columns=["confidence_level"]))
+
+
 # --------------------------------------------------------------------------------------------------------- scoring
 
 
