@@ -473,7 +473,8 @@ def skill_mase(validations: pd.DataFrame, origins: pd.DataFrame) -> pd.DataFrame
     as_of_window, horizon_bucket, mase, skill_p_value): ``accuracy_metrics`` over the validations whose targets are
     the last ``SKILL_SPAN`` session windows up to the origin, as the ``trade_recommendations`` asset reads it."""
     wanted = origins.rename(columns={"as_of_window": "window_start"})[["symbol", "window_start"]]
-    metrics = accuracy_metrics(validations, wanted, spans={SKILL_SPAN: SPAN_WINDOWS[SKILL_SPAN]}).rows
+    metrics = accuracy_metrics(validations, wanted, spans={SKILL_SPAN: SPAN_WINDOWS[SKILL_SPAN]},
+                               skill_only=True).rows
     chosen = metrics[metrics["mase"].notna()]
     return pd.DataFrame({
         "symbol": chosen["symbol"].to_numpy(dtype=object),

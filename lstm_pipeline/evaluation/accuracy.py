@@ -64,6 +64,7 @@ BUCKET_STEPS: dict[str, int] = {"1_step": 1, "1_hour": 4, "1_day": 26}
 """The buckets that are one fixed horizon step; ``1_week`` is the week's last step (see the module docstring)."""
 
 WEEK = pd.Timedelta(days=7)
+_HOUR_NS = pd.Timedelta(hours=1).value
 HOURS_1_WEEK_MIN, HOURS_1_WEEK_MAX = 167, 169
 
 BUCKET_SQL = (
@@ -129,6 +130,12 @@ _SUMS = (
     *(f"{kind}_{name}{level}" for kind in BAND_KINDS for level in (80, 95) for name in ("in_n", "in", "w_n", "w")),
 )
 _TRADE_SUMS = ("trades", "hits", "returns_n", "returns")
+SKILL_COLUMNS: tuple[str, ...] = ("n", "mase", "skill_p_value")
+"""The metrics the skill gate reads (``accuracy_metrics(..., skill_only=True)`` computes only these)."""
+_SKILL_SUMS = ("n", "abs_err", "naive_abs_err")
+_SKILL_INPUTS = ("symbol", "as_of_window", "target_window", "horizon_step", "status", "actual_close",
+                 "predicted_close", "last_close", "naive_abs_error_pct")
+"""The validation columns ``_SKILL_SUMS`` and their buckets read."""
 
 
 @dataclass(frozen=True)
@@ -160,9 +167,16 @@ def horizon_buckets(frame: pd.DataFrame) -> pd.Series:
     steps = frame["horizon_step"].to_numpy(dtype=np.int64)
     for name, step in BUCKET_STEPS.items():
         bucket[steps == step] = name
-    as_of_wall = _new_york(frame["as_of_window"]).dt.tz_localize(None)
-    target_wall = _new_york(frame["target_window"]).dt.tz_localize(None)
-    bucket[(target_wall - as_of_wall == WEEK).to_numpy()] = "1_week"
+    as_of = pd.DatetimeIndex(_new_york(frame["as_of_window"]))
+    target = pd.DatetimeIndex(_new_york(frame["target_window"]))
+    # A week on the wall clock is a week +-1 hour of elapsed time (a daylight-saving change in between): only the
+    # rows that close to a week apart are converted to wall-clock time and compared.
+    known = ~(as_of.isna() | target.isna())
+    near = np.flatnonzero(known)
+    near = near[np.abs(target.asi8[near] - as_of.asi8[near] - WEEK.value) <= 2 * _HOUR_NS]
+    if len(near):
+        week = (target[near].tz_localize(None) - as_of[near].tz_localize(None)) == WEEK
+        bucket[near[np.asarray(week)]] = "1_week"
     return pd.Series(bucket, index=frame.index, dtype=object)
 
 
@@ -173,6 +187,7 @@ def accuracy_metrics(
     trade_outcomes: pd.DataFrame | None = None,
     spans: Mapping[str, int] = SPAN_WINDOWS,
     bands: pd.DataFrame | None = None,
+    skill_only: bool = False,
 ) -> AccuracyResult:
     """Accuracy of every (symbol, window_start) of ``as_of_windows`` over each span and horizon bucket.
 
@@ -183,12 +198,15 @@ def accuracy_metrics(
     validated (origin, target) pairs (``baseline_band_rows``; without them the ``*_band_*`` columns are null).
     A (symbol, span, bucket) with no counted
     validation gets no row; a (symbol, window_start) with no row at all is in ``skipped`` with the reason.
+    ``skill_only`` fills only ``SKILL_COLUMNS`` (n, mase, skill_p_value: what the skill gate reads; the same numbers)
+    and sums nothing else: the backtest asks it at every origin of a symbol-year.
     """
     wanted = _as_of_frame(as_of_windows)
     if wanted.empty:
         return AccuracyResult(_empty_rows(), _empty_skipped())
-    counted = _counted(validations, forecasts, bands)
-    trades = _trades(trade_outcomes)
+    sum_names = _SKILL_SUMS if skill_only else _SUMS
+    counted = _counted(validations, None if skill_only else forecasts, None if skill_only else bands, sum_names)
+    trades = _trades(None if skill_only else trade_outcomes)
 
     stamps = [wanted["window_start"], counted["target_window"], trades["scored_window"]]
     calendar = _calendar(pd.concat([_new_york(s) for s in stamps if len(s)], ignore_index=True))
@@ -209,21 +227,12 @@ def accuracy_metrics(
     as_of_stamps = wanted["window_start"].take(grid_asof).reset_index(drop=True)
     bucket_names = np.array(buckets, dtype=object)[grid_bucket]
 
-    values = counted[list(_SUMS)].to_numpy(dtype=float)
+    values = counted[list(sum_names)].to_numpy(dtype=float)
     # Both spans of the validations group rows and queries alike: number the groups once.
     groups = _group_codes([counted["symbol"].to_numpy(dtype=object), counted["horizon_bucket"].to_numpy(dtype=object)],
                           [symbols, bucket_names])
     current = _range_sums(groups, target_position, values, hi - span_length, hi)
-    previous = _range_sums(
-        groups, target_position, values[:, [_SUMS.index("abs_err"), _SUMS.index("naive_abs_err")]],
-        hi - 2 * span_length, hi - span_length,
-    )
-    traded = _range_sums(
-        _group_codes([trades["symbol"].to_numpy(dtype=object)], [symbols]), scored_position,
-        trades[list(_TRADE_SUMS)].to_numpy(dtype=float), hi - span_length, hi,
-    )
-    s = {name: current[:, i] for i, name in enumerate(_SUMS)}
-    t = {name: traded[:, i] for i, name in enumerate(_TRADE_SUMS)}
+    s = {name: current[:, i] for i, name in enumerate(sum_names)}
     mase = _ratio(s["abs_err"], s["naive_abs_err"], floor=NAIVE_ERROR_FLOOR)
     block = np.array([SKILL_BLOCK[name] for name in buckets], dtype=np.int64)[grid_bucket]
     batches = _batch_sums(counted, target_position)
@@ -232,13 +241,30 @@ def accuracy_metrics(
         batches["sums"], hi - span_length + block - 1, hi,
     )
     skill_p_value = _skill_p_value(s["n"], s["abs_err"] - s["naive_abs_err"], batched, block)
+    keys = {
+        "symbol": symbols,
+        "window_start": as_of_stamps,
+        "span": np.array(span_names, dtype=object)[grid_span],
+        "horizon_bucket": bucket_names,
+        "n": np.rint(s["n"]).astype(np.int64),
+    }
+    counted_any = keys["n"] > 0
+    skipped = _skipped(wanted, np.bincount(grid_asof[counted_any], minlength=len(wanted)) == 0, spans)
+    if skill_only:
+        rows = pd.DataFrame({**keys, "mase": mase, "skill_p_value": skill_p_value})
+        return AccuracyResult(_rows_at(rows, np.flatnonzero(counted_any)), skipped)
+    previous = _range_sums(
+        groups, target_position, values[:, [_SUMS.index("abs_err"), _SUMS.index("naive_abs_err")]],
+        hi - 2 * span_length, hi - span_length,
+    )
+    traded = _range_sums(
+        _group_codes([trades["symbol"].to_numpy(dtype=object)], [symbols]), scored_position,
+        trades[list(_TRADE_SUMS)].to_numpy(dtype=float), hi - span_length, hi,
+    )
+    t = {name: traded[:, i] for i, name in enumerate(_TRADE_SUMS)}
     rows = pd.DataFrame(
         {
-            "symbol": symbols,
-            "window_start": as_of_stamps,
-            "span": np.array(span_names, dtype=object)[grid_span],
-            "horizon_bucket": bucket_names,
-            "n": np.rint(s["n"]).astype(np.int64),
+            **keys,
             "rmse": np.sqrt(np.clip(_ratio(s["sq_err"], s["n"]), 0.0, None)),
             "mae": _ratio(s["abs_err"], s["n"]),
             "mape": _ratio(s["ape"], s["n"]),
@@ -262,17 +288,19 @@ def accuracy_metrics(
             },
         }
     )
-    rows = rows[rows["n"] > 0].reset_index(drop=True)
+    rows = rows[counted_any].reset_index(drop=True)
+    return AccuracyResult(rows[list(ROW_COLUMNS)], skipped)
 
+
+def _skipped(wanted: pd.DataFrame, without_rows: np.ndarray, spans: Mapping[str, int]) -> pd.DataFrame:
+    """The (symbol, window_start) pairs of ``wanted`` that got no row (``without_rows``, per pair), and why."""
     longest = max(spans.values())
-    covered = rows[["symbol", "window_start"]].drop_duplicates()
-    missing = wanted.merge(covered, how="left", indicator=True)
-    missing = missing[missing["_merge"] == "left_only"][["symbol", "window_start"]].reset_index(drop=True)
+    missing = _rows_at(wanted[["symbol", "window_start"]], np.flatnonzero(without_rows))
     missing["reason"] = (
         "no validated forecast of " + missing["symbol"].astype(str) + f" has a target in the {longest} session "
         "windows up to this window (validations have not run, or no prediction reached that far)"
     )
-    return AccuracyResult(rows[list(ROW_COLUMNS)], missing)
+    return missing
 
 
 def error_by_confidence(validations: pd.DataFrame, forecasts: pd.DataFrame | None) -> pd.DataFrame:
@@ -366,9 +394,11 @@ def baseline_band_rows(bars: pd.DataFrame, validations: pd.DataFrame) -> pd.Data
 
 
 def _counted(
-    validations: pd.DataFrame | None, forecasts: pd.DataFrame | None, bands: pd.DataFrame | None = None
+    validations: pd.DataFrame | None, forecasts: pd.DataFrame | None, bands: pd.DataFrame | None = None,
+    names: tuple[str, ...] = _SUMS,
 ) -> pd.DataFrame:
-    """The validations a metric counts, in a bucket, with the per-row quantities that ``_SUMS`` adds up."""
+    """The validations a metric counts, in a bucket, with the per-row quantities of ``names`` (``_SUMS``, or only
+    ``_SKILL_SUMS``) that the metrics add up."""
     if validations is None or validations.empty:
         frame = pd.DataFrame(
             {
@@ -378,19 +408,24 @@ def _counted(
                 "confidence_level": pd.Series(dtype=object),
             }
         )
-        for name in _SUMS:
+        for name in names:
             frame[name] = pd.Series(dtype=float)
         return frame
-    frame = validations.reset_index(drop=True)
+    frame = validations
+    if names == _SKILL_SUMS:  # the skill sums read a few columns: copy only those through the filters below
+        frame = frame[[name for name in _SKILL_INPUTS if name in frame.columns]]
     finite = np.ones(len(frame), dtype=bool)
     for name in ("actual_close", "predicted_close", "last_close"):
         finite &= np.isfinite(_floats(frame[name]))
     usable = finite & (frame["status"].astype(str) != INVALID).to_numpy()
-    frame = frame[usable].reset_index(drop=True)
+    frame = _rows_at(frame, np.flatnonzero(usable))
     frame["target_window"] = _new_york(frame["target_window"])
     frame["as_of_window"] = _new_york(frame["as_of_window"])
-    frame["horizon_bucket"] = horizon_buckets(frame) if len(frame) else pd.Series(dtype=object)
-    frame = frame[frame["horizon_bucket"].notna()].reset_index(drop=True)
+    bucket = horizon_buckets(frame).to_numpy() if len(frame) else np.zeros(0, dtype=object)
+    in_bucket = np.flatnonzero(pd.notna(bucket))
+    if len(in_bucket) < len(frame):
+        frame, bucket = _rows_at(frame, in_bucket), bucket[in_bucket]
+    frame["horizon_bucket"] = bucket
     if forecasts is not None and len(forecasts) and len(frame):
         wanted = [c for c in (*INTERVAL_COLUMNS, "confidence_level") if c in forecasts.columns]
         right = forecasts[["symbol", "as_of_window", "target_window", *wanted]].copy()
@@ -419,6 +454,10 @@ def _counted(
     error = predicted - actual
     naive_pct = column("naive_abs_error_pct")
     naive = np.where(np.isfinite(naive_pct), naive_pct / 100.0 * np.abs(actual), np.abs(last - actual))
+    if names == _SKILL_SUMS:
+        for name, value in (("n", np.ones(len(frame))), ("abs_err", np.abs(error)), ("naive_abs_err", naive)):
+            frame[name] = value
+        return frame
     sums = {
         "n": np.ones(len(frame)),
         "sq_err": error**2,
@@ -447,6 +486,13 @@ def _counted(
     for name, value in sums.items():
         frame[name] = value
     return frame
+
+
+def _rows_at(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """The rows at ``positions`` as a new frame indexed 0..n-1 (one copy: a filter then ``reset_index`` makes two)."""
+    out = frame.take(positions)
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 def _batch_sums(counted: pd.DataFrame, target_position: np.ndarray) -> dict[str, np.ndarray]:

@@ -163,6 +163,24 @@ def test_spans_count_session_windows_up_to_the_as_of_window_and_buckets_pick_the
     assert set(result.rows.loc[result.rows["symbol"] == "MSFT", "horizon_bucket"]) == {"1_step"}
 
 
+def test_skill_only_gives_the_same_mase_p_values_and_skipped_pairs_as_the_full_metrics():
+    rng = np.random.default_rng(4)
+    rows = [validation(origin, step, predicted=100.0 + rng.normal(), last=100.0 + rng.normal(),
+                       status="invalid" if origin % 17 == 0 else "valid")
+            for origin in range(0, 330) for step in (1, 4, 26, 130) if origin + step <= 330]
+    rows += [validation(origin, 1, symbol="MSFT", predicted=200.0) for origin in range(200, 330)]
+    wanted = as_of(*((symbol, index) for symbol in ("AAPL", "MSFT") for index in (0, 150, 250, 330)))
+    full = accuracy_metrics(pd.DataFrame(rows), wanted)
+    skill = accuracy_metrics(pd.DataFrame(rows), wanted, skill_only=True)
+    keys = ["symbol", "window_start", "span", "horizon_bucket", "n", "mase", "skill_p_value"]
+    assert list(skill.rows.columns) == keys
+    pd.testing.assert_frame_equal(skill.rows, full.rows[keys], check_exact=True)
+    assert skill.rows["skill_p_value"].notna().any()
+    pd.testing.assert_frame_equal(skill.skipped, full.skipped)
+    assert full.skipped[["symbol", "window_start"]].values.tolist() == [["AAPL", W[0]], ["MSFT", W[0]],
+                                                                         ["MSFT", W[150]]]
+
+
 def test_the_1_week_bucket_is_the_same_wall_clock_time_a_week_later():
     frame = pd.DataFrame([validation(0, 130), validation(0, 129)] + [validation(3, step) for step in (26, 4, 1)])
     assert horizon_buckets(frame).tolist() == ["1_week", None, "1_day", "1_hour", "1_step"]
