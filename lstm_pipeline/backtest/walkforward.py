@@ -51,7 +51,7 @@ from lstm_pipeline.evaluation.accuracy import (
     horizon_buckets,
 )
 from lstm_pipeline.evaluation.confidence import confidence_scores, forecast_summaries, model_test_mase
-from lstm_pipeline.evaluation.keys import as_text, factorize_runs
+from lstm_pipeline.evaluation.keys import as_text, factorize_runs, rows_at
 from lstm_pipeline.evaluation.lifecycle import first_retrain
 from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.evaluation.validation import INVALID, NEEDS_REPREDICTION, validate_predictions
@@ -501,13 +501,16 @@ def scored_validations(
 ) -> pd.DataFrame:
     """The counted validations (not ``invalid``, in a horizon bucket) with their intervals, interval scores in % of
     the as-of close, and both baseline bands' bounds and scores on the same (origin, target)."""
-    frame = validations[validations["status"] != INVALID].copy()
-    frame = frame[np.isfinite(frame["actual_close"].to_numpy(dtype=np.float64))]
+    counted = (validations["status"] != INVALID).to_numpy() & np.isfinite(
+        validations["actual_close"].to_numpy(dtype=np.float64))
+    frame = rows_at(validations, np.flatnonzero(counted))
     frame["as_of_window"] = as_new_york(frame["as_of_window"])
     frame["target_window"] = as_new_york(frame["target_window"])
-    frame["horizon_bucket"] = horizon_buckets(frame) if len(frame) else pd.Series(dtype=object)
-    frame = frame[frame["horizon_bucket"].notna()]
-    frame = frame.reset_index(drop=True)
+    bucket = horizon_buckets(frame).to_numpy() if len(frame) else np.zeros(0, dtype=object)
+    in_bucket = np.flatnonzero(pd.notna(bucket))
+    if len(in_bucket) < len(frame):
+        frame, bucket = rows_at(frame, in_bucket), bucket[in_bucket]
+    frame["horizon_bucket"] = bucket
     levels = ["confidence_level"] if "confidence_level" in predictions.columns else []
     _take_columns(frame, predictions, _row_positions(frame, predictions),
                   ["lower_80", "upper_80", "lower_95", "upper_95", *levels])
@@ -524,19 +527,21 @@ def scored_validations(
             frame[f"{kind}_band_interval_score_{level}"] = np.nan
     if bands is None or frame.empty:
         return frame
-    band_frames = []
+    band_frames: dict[str, list[pd.DataFrame]] = {kind: [] for kind in BAND_KINDS}
     for symbol, rows in frame.groupby("symbol", sort=True):
         origins = pd.DatetimeIndex(rows["as_of_window"].unique()).sort_values()
         steps = np.unique(rows["horizon_step"].to_numpy(dtype=np.int64))  # the scored steps only
         for kind in BAND_KINDS:
             band = bands.baseline_bands(per_symbol[str(symbol)], origins, int(steps.max()), kind, steps=steps)
-            band_frames.append(band[["as_of_window", "target_window", "lower_80", "upper_80", "lower_95",
-                                     "upper_95"]].assign(symbol=str(symbol), kind=kind))
-    band_rows = pd.concat(band_frames, ignore_index=True)
+            band_frames[kind].append(band[["as_of_window", "target_window", "lower_80", "upper_80", "lower_95",
+                                           "upper_95"]].assign(symbol=str(symbol)))
+    positions = None  # both kinds give the same (origin, target) rows in the same order: join them once
     for kind in BAND_KINDS:
-        mine = band_rows[band_rows["kind"] == kind]
+        mine = band_frames[kind][0] if len(band_frames[kind]) == 1 else pd.concat(band_frames[kind],
+                                                                                  ignore_index=True)
+        positions = _row_positions(frame, mine) if positions is None else positions
         joined = pd.DataFrame(index=frame.index)
-        _take_columns(joined, mine, _row_positions(frame, mine), ["lower_80", "upper_80", "lower_95", "upper_95"])
+        _take_columns(joined, mine, positions, ["lower_80", "upper_80", "lower_95", "upper_95"])
         for level in COVERAGES:
             lower = joined[f"lower_{level}"].to_numpy(dtype=np.float64)
             upper = joined[f"upper_{level}"].to_numpy(dtype=np.float64)
@@ -663,9 +668,10 @@ def _report(
     scored: pd.DataFrame, validations: pd.DataFrame, forecasts: pd.DataFrame, recommendations: pd.DataFrame,
     outcomes: pd.DataFrame,
 ) -> dict[str, Any]:
-    status = validations["status"].to_numpy(dtype=object)
-    counted = int((status != INVALID).sum())
-    rate = float((status == NEEDS_REPREDICTION).sum() / counted) if counted else None
+    codes, statuses = factorize_runs(validations["status"].to_numpy(dtype=object))  # a few statuses in long runs
+    tally = dict(zip(statuses, np.bincount(codes[codes >= 0], minlength=len(statuses)).tolist(), strict=True))
+    counted = len(codes) - tally.get(INVALID, 0)
+    rate = float(tally.get(NEEDS_REPREDICTION, 0) / counted) if counted else None
     return {
         "horizons": {
             bucket: _bucket_report(scored[scored["horizon_bucket"] == bucket]) for bucket in HORIZON_BUCKETS

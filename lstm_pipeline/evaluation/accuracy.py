@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline.evaluation.keys import factorize_runs
+from lstm_pipeline.evaluation.keys import factorize_runs, rows_at
 from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, WINDOW, session_windows
 
@@ -136,6 +136,9 @@ _SKILL_SUMS = ("n", "abs_err", "naive_abs_err")
 _SKILL_INPUTS = ("symbol", "as_of_window", "target_window", "horizon_step", "status", "actual_close",
                  "predicted_close", "last_close", "naive_abs_error_pct")
 """The validation columns ``_SKILL_SUMS`` and their buckets read."""
+_LEVEL_SUMS = ("n", "ape", "abs_err", "naive_abs_err", "in95_n", "in95")
+_LEVEL_INPUTS = ("inside_80", "inside_95", "confidence_level")
+"""What ``error_by_confidence`` sums, and the validation columns it reads beyond ``_SKILL_INPUTS``."""
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,7 @@ def accuracy_metrics(
     skipped = _skipped(wanted, np.bincount(grid_asof[counted_any], minlength=len(wanted)) == 0, spans)
     if skill_only:
         rows = pd.DataFrame({**keys, "mase": mase, "skill_p_value": skill_p_value})
-        return AccuracyResult(_rows_at(rows, np.flatnonzero(counted_any)), skipped)
+        return AccuracyResult(rows_at(rows, np.flatnonzero(counted_any)), skipped)
     previous = _range_sums(
         groups, target_position, values[:, [_SUMS.index("abs_err"), _SUMS.index("naive_abs_err")]],
         hi - 2 * span_length, hi - span_length,
@@ -295,7 +298,7 @@ def accuracy_metrics(
 def _skipped(wanted: pd.DataFrame, without_rows: np.ndarray, spans: Mapping[str, int]) -> pd.DataFrame:
     """The (symbol, window_start) pairs of ``wanted`` that got no row (``without_rows``, per pair), and why."""
     longest = max(spans.values())
-    missing = _rows_at(wanted[["symbol", "window_start"]], np.flatnonzero(without_rows))
+    missing = rows_at(wanted[["symbol", "window_start"]], np.flatnonzero(without_rows))
     missing["reason"] = (
         "no validated forecast of " + missing["symbol"].astype(str) + f" has a target in the {longest} session "
         "windows up to this window (validations have not run, or no prediction reached that far)"
@@ -308,12 +311,11 @@ def error_by_confidence(validations: pd.DataFrame, forecasts: pd.DataFrame | Non
     has none), the counted validations, their mean absolute error %, MASE and 95% coverage, lowest level first.
 
     MASE is the fairer column: a level that gathers long horizons has larger errors whatever its skill."""
-    counted = _counted(validations, forecasts)
+    counted = _counted(validations, forecasts, names=_LEVEL_SUMS)
     if "confidence_level" not in counted:
         counted["confidence_level"] = None
     level = counted["confidence_level"].astype("object")
-    level = level.where(level.notna(), UNSCORED).astype(str)
-    counted = counted.assign(level=level)
+    counted["level"] = level.where(level.notna(), UNSCORED).astype(str)  # its own frame: no copy
     grouped = counted.groupby("level", sort=False)
     table = pd.DataFrame(
         {
@@ -412,19 +414,20 @@ def _counted(
             frame[name] = pd.Series(dtype=float)
         return frame
     frame = validations
-    if names == _SKILL_SUMS:  # the skill sums read a few columns: copy only those through the filters below
-        frame = frame[[name for name in _SKILL_INPUTS if name in frame.columns]]
+    if names != _SUMS:  # a few sums read a few columns: copy only those through the filters below
+        inputs = _SKILL_INPUTS if names == _SKILL_SUMS else (*_SKILL_INPUTS, *_LEVEL_INPUTS)
+        frame = frame[[name for name in inputs if name in frame.columns]]
     finite = np.ones(len(frame), dtype=bool)
     for name in ("actual_close", "predicted_close", "last_close"):
         finite &= np.isfinite(_floats(frame[name]))
     usable = finite & (frame["status"].astype(str) != INVALID).to_numpy()
-    frame = _rows_at(frame, np.flatnonzero(usable))
+    frame = rows_at(frame, np.flatnonzero(usable))
     frame["target_window"] = _new_york(frame["target_window"])
     frame["as_of_window"] = _new_york(frame["as_of_window"])
     bucket = horizon_buckets(frame).to_numpy() if len(frame) else np.zeros(0, dtype=object)
     in_bucket = np.flatnonzero(pd.notna(bucket))
     if len(in_bucket) < len(frame):
-        frame, bucket = _rows_at(frame, in_bucket), bucket[in_bucket]
+        frame, bucket = rows_at(frame, in_bucket), bucket[in_bucket]
     frame["horizon_bucket"] = bucket
     if forecasts is not None and len(forecasts) and len(frame):
         wanted = [c for c in (*INTERVAL_COLUMNS, "confidence_level") if c in forecasts.columns]
@@ -483,16 +486,9 @@ def _counted(
             score = _winkler(lower, upper, actual, 1.0 - level / 100.0)
             sums[f"{kind}_w_n{level}"] = np.isfinite(score).astype(float)
             sums[f"{kind}_w{level}"] = np.nan_to_num(score)
-    for name, value in sums.items():
-        frame[name] = value
+    for name in names:
+        frame[name] = sums[name]
     return frame
-
-
-def _rows_at(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
-    """The rows at ``positions`` as a new frame indexed 0..n-1 (one copy: a filter then ``reset_index`` makes two)."""
-    out = frame.take(positions)
-    out.index = pd.RangeIndex(len(out))
-    return out
 
 
 def _batch_sums(counted: pd.DataFrame, target_position: np.ndarray) -> dict[str, np.ndarray]:

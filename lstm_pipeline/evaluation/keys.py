@@ -61,6 +61,14 @@ def as_text(values: pd.Series) -> np.ndarray:
     return values.astype(str).to_numpy(dtype=object)
 
 
+def rows_at(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """The rows of ``frame`` at ``positions`` as a new frame indexed 0..n-1: one copy (a filter and then
+    ``reset_index`` copy a batch of ~10^5 rows twice)."""
+    out = frame.take(positions)
+    out.index = pd.RangeIndex(len(out))
+    return out
+
+
 def sorted_codes(values: np.ndarray) -> np.ndarray:
     """``pd.factorize(values, sort=True)[0]``: codes numbered in sorted order of the values (nulls -1)."""
     codes, uniques = factorize_runs(values)
@@ -69,4 +77,4 @@ def sorted_codes(values: np.ndarray) -> np.ndarray:
     return np.where(codes >= 0, pd.factorize(uniques, sort=True)[0][codes], -1)
 
 
-__all__ = ["as_text", "factorize_runs", "moved_positions", "run_heads", "sorted_codes"]
+__all__ = ["as_text", "factorize_runs", "moved_positions", "rows_at", "run_heads", "sorted_codes"]
