@@ -288,36 +288,51 @@ def recommend_trades(
     n_origins = len(first_rows)
     shape = (n_origins, int(position.max()) + 2 if n_rows else 2)
 
-    def column(name: str, dtype: str | type = np.float64) -> np.ndarray:
+    def column(name: str, dtype: str | type = np.float64, at: np.ndarray | None = None) -> np.ndarray:
+        """The column at the kept rows in path order (``at``: only those of them)."""
+        chosen = rows if at is None else rows[at]
         if name not in forecasts.columns:
-            return np.full(n_rows, np.nan if dtype == np.float64 else None, dtype=dtype)
+            return np.full(len(chosen), np.nan if dtype == np.float64 else None, dtype=dtype)
         values = forecasts[name]
         if dtype == np.float64:
-            return values.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)[rows]
-        return values.to_numpy(dtype=object)[rows]
+            return values.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)[chosen]
+        return values.to_numpy(dtype=object)[chosen]
 
     if n_rows == 0:
         return _with_missing_origins(_empty_recommendations(), recent_mase, origins,
                                      (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)))
-    last_close = column("last_close")[first_rows]
+    last_close = column("last_close", at=first_rows)
     prices = _padded(column("predicted_close"), group, position, shape, np.nan)
     prices[:, 0] = last_close
-    if scores is None:
-        row_confidence = column("confidence")
-        level_values = column("confidence_level", object)
-    else:
-        origin_confidence, origin_level = _origin_scores(scores, names, symbol_code[first_rows], as_of_all[first_rows])
-        row_confidence = origin_confidence[group]
-        level_values = origin_level[group]
-    confidence = _padded(row_confidence, group, position, shape, np.nan)
-    confidence[:, 0] = np.inf  # the as-of close is known: it never lowers a trade's confidence
-    windows = _padded(target_all, group, position, shape, np.iinfo(np.int64).min)
     origin_ns = as_of_all[first_rows]
-    windows[:, 0] = origin_ns
-
     hold = settings.workflow.max_holding_windows + 1  # position 0 is the as-of close
     if prices.shape[1] > hold:  # exits at most max_holding_windows ahead
-        prices, confidence, windows = prices[:, :hold], confidence[:, :hold], windows[:, :hold]
+        prices = prices[:, :hold]
+    lengths = np.diff(np.append(first_rows, n_rows))
+
+    def on_path(at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the position, wrapped as an index into a padded row, whether a forecast row is there, that row)."""
+        wrapped = np.where(at < 0, at + prices.shape[1], at)
+        present = (wrapped >= 1) & (wrapped <= lengths)
+        return wrapped, present, np.minimum(first_rows + np.maximum(wrapped, 1) - 1, n_rows - 1)
+
+    if scores is None:
+        confidence = _padded(column("confidence"), group, position, shape, np.nan)[:, : prices.shape[1]]
+        confidence[:, 0] = np.inf  # the as-of close is known: it never lowers a trade's confidence
+        level_values = column("confidence_level", object)
+    else:  # one confidence per origin: read at the positions wanted, no padded copy of it per row
+        origin_confidence, origin_level = _origin_scores(scores, names, symbol_code[first_rows], origin_ns)
+
+    def confidence_at(at: np.ndarray) -> np.ndarray:
+        if scores is None:
+            return confidence[np.arange(n_origins), at]
+        wrapped, present, _ = on_path(at)
+        return np.where(wrapped == 0, np.inf, np.where(present, origin_confidence, np.nan))
+
+    def window_at(at: np.ndarray) -> np.ndarray:
+        wrapped, present, row = on_path(at)
+        return np.where(wrapped == 0, origin_ns, np.where(present, target_all[row], np.iinfo(np.int64).min))
+
     gross, entry, exit_ = _best_round_trips(prices, rising=True)
     is_short = np.zeros(n_origins, dtype=bool)
     if settings.workflow.allow_short:
@@ -329,16 +344,19 @@ def recommend_trades(
     index = np.arange(n_origins)
     cost_pct = round_trip_cost_pct(settings)
     net_pct = 100.0 * gross - cost_pct
-    entry_conf, exit_conf = confidence[index, entry], confidence[index, exit_]
+    entry_conf, exit_conf = confidence_at(entry), confidence_at(exit_)
     trade_conf = np.minimum(entry_conf, exit_conf)  # NaN (not scored) wins
     # The level of the lower-confidence end (the exit on a tie); position 0 (the as-of close) has no level.
     level_at = np.where(exit_conf <= entry_conf, exit_, entry)
     level_row = np.where(level_at > 0, first_rows + level_at - 1, -1)
-    trade_level = np.where(level_row >= 0, level_values[np.maximum(level_row, 0)] if n_rows else None, None)
+    if scores is None:
+        trade_level = np.where(level_row >= 0, level_values[np.maximum(level_row, 0)] if n_rows else None, None)
+    else:  # where the level counts (a scored trade) its row is the origin's own
+        trade_level = np.where(level_row >= 0, origin_level, None)
     flat = ~(gross > _EPSILON)
     scored = ~np.isnan(trade_conf)
 
-    entry_ns, exit_ns = windows[index, entry], windows[index, exit_]
+    entry_ns, exit_ns = window_at(entry), window_at(exit_)
     entry_price, exit_price = prices[index, entry], prices[index, exit_]
     origin_stamps = _new_york_stamps(origin_ns)
     symbols = names[symbol_code[first_rows]] if n_rows else np.array([], dtype=object)
@@ -434,7 +452,7 @@ def recommend_trades(
     out = pd.DataFrame({
         "symbol": symbols.astype(object),
         "as_of_window": origin_stamps,
-        "model_version": column("model_version", object)[first_rows],
+        "model_version": column("model_version", object, at=first_rows),
         "action": np.where(traded, np.where(is_short, SHORT, BUY), NO_TRADE).astype(object),
         "entry_window": _new_york_stamps(np.where(flat, nat, entry_ns)),
         "entry_price": np.where(flat, np.nan, entry_price),
@@ -461,16 +479,17 @@ def _origin_scores(scores: pd.DataFrame, names: np.ndarray, codes: np.ndarray, o
     if missing:
         raise ValueError(f"The scores are missing the column(s) {missing}; pass one row per origin with symbol, "
                          "as_of_window, confidence and confidence_level.")
+    if scores.empty:
+        return np.full(len(codes), np.nan), np.full(len(codes), None, dtype=object)
     score_codes = pd.Index(names, dtype=object).get_indexer(scores["symbol"].astype(str).to_numpy(dtype=object))
     keys = pd.MultiIndex.from_arrays([score_codes, _utc_ns(scores["as_of_window"])])
     kept = ~keys.duplicated(keep="last")
     found = keys[kept].get_indexer(pd.MultiIndex.from_arrays([codes, origin_ns]))
-    rows = np.flatnonzero(kept)[np.maximum(found, 0)] if len(found) else np.zeros(0, dtype=np.int64)
+    rows = np.flatnonzero(kept)[np.maximum(found, 0)]
     confidence = scores["confidence"].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
     level = scores["confidence_level"].to_numpy(dtype=object)
     hit = found >= 0
-    return (np.where(hit, confidence[rows] if len(confidence) else np.nan, np.nan),
-            np.where(hit, level[rows] if len(level) else None, None))
+    return np.where(hit, confidence[rows], np.nan), np.where(hit, level[rows], None)
 
 
 def _empty_recommendations() -> pd.DataFrame:

@@ -2,6 +2,7 @@
 exit, shorts only when enabled; scoring of past recommendations (hit and miss, after costs); the asset over stored
 forecasts and bars, scoring across runs and idempotent on re-run."""
 
+import numpy as np
 import pandas as pd
 import pytest
 from dagster import materialize
@@ -247,6 +248,36 @@ def test_scores_per_origin_give_what_the_same_confidence_on_every_row_gives():
     assert list(by_origin["held_back_by"].fillna("-")) == ["-", "confidence_unknown", "-"]
     with pytest.raises(ValueError, match="confidence_level"):
         recommend_trades(forecasts, skill, SETTINGS, scores=scores.drop(columns=["confidence_level"]))
+
+
+def test_scores_per_origin_match_per_row_confidence_on_random_paths():
+    # Paths of any length with missing forecasts and as-of closes, unscored origins, longs and shorts, a holding cap.
+    rng = np.random.default_rng(0)
+    capped = with_workflow(allow_short=True, max_holding_windows=5)
+    for _ in range(60):
+        frames, scored = [], {}
+        for origin in range(int(rng.integers(1, 6))):
+            as_of = AS_OF + pd.Timedelta(minutes=15 * origin)
+            size = int(rng.integers(1, 12))
+            confidence = float(rng.choice([0.3, 0.7, 0.9]))
+            rows = forecast(list(100 + rng.normal(0, 3, size)), as_of=as_of, confidence=confidence,
+                            level=str(confidence), last_close=100.0 if rng.random() < 0.9 else np.nan)
+            rows.loc[rng.random(size) < 0.15, "predicted_close"] = np.nan
+            frames.append(rows)
+            if rng.random() < 0.8:
+                scored[as_of] = confidence
+        forecasts = pd.concat(frames, ignore_index=True)
+        known = forecasts["as_of_window"].isin(list(scored))
+        per_row = forecasts.assign(confidence=forecasts["confidence"].where(known),
+                                   confidence_level=forecasts["confidence_level"].where(known, None))
+        scores = pd.DataFrame({"symbol": "AAPL", "as_of_window": list(scored), "confidence": list(scored.values()),
+                               "confidence_level": [str(value) for value in scored.values()]})
+        for settings in (SETTINGS, capped):
+            pd.testing.assert_frame_equal(
+                recommend_trades(forecasts.drop(columns=["confidence", "confidence_level"]), GOOD_MASE, settings,
+                                 scores=scores),
+                recommend_trades(per_row, GOOD_MASE, settings),
+            )
 
 
 # --------------------------------------------------------------------------------------------------------- scoring
