@@ -202,11 +202,13 @@ class _Scale:
     units: np.ndarray  # [horizon, windows - horizon]: one row per step ahead (step-major, see ``_ahead``)
     sigma_long: np.ndarray | None = None  # [windows], the slow volatility (adapted intervals only)
 
-    def widths(self, reversion_halflife_windows: float | None = None) -> np.ndarray:
+    def widths(self, reversion_halflife_windows: float | None = None, overwrite_units: bool = False) -> np.ndarray:
         """[steps, origins] ``sigma * sqrt(units)``; with a slow ``sigma_long``, the variance per unit blends from
         ``sigma`` (the next step) toward ``sigma_long`` (far steps): ``w_h sigma^2 + (1 - w_h) sigma_long^2`` with
         ``w_h`` the mean over the h steps of a decay of half-life ``reversion_halflife_windows`` (volatility
-        reverts to its slow level, so a week ahead is judged mostly by the slow one)."""
+        reverts to its slow level, so a week ahead is judged mostly by the slow one). ``overwrite_units``: the
+        caller reads ``units`` no more, so the widths are written over them (when writable) instead of into a
+        fresh [steps, origins] array."""
         steps, origins = self.units.shape
         fast = self.sigma[None, :origins] ** 2
         if self.sigma_long is None or not reversion_halflife_windows:
@@ -215,6 +217,13 @@ class _Scale:
         h = np.arange(1, steps + 1, dtype=np.float64)[:, None]
         weight = (1.0 - np.exp(-rate * h)) / (rate * h)
         slow = self.sigma_long[None, :origins] ** 2
+        if overwrite_units and self.units.flags.writeable:
+            for rows in range(0, steps, _WIDTH_CHUNK):  # a few steps at a time: the temporaries stay in the cache
+                part = slice(rows, rows + _WIDTH_CHUNK)
+                blended = weight[part] * fast
+                blended += (1.0 - weight[part]) * slow
+                self.units[part] *= blended
+            return np.sqrt(self.units, out=self.units)
         blended = weight * fast
         for rows in range(0, steps, _WIDTH_CHUNK):  # a few steps at a time: the temporary stays in the cache
             part = slice(rows, rows + _WIDTH_CHUNK)
@@ -230,16 +239,19 @@ def _ahead(values: np.ndarray, steps: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(values[1:], len(values) - steps)[:steps]
 
 
-def _by_realization(buffer: np.ndarray) -> np.ndarray:
-    """Read-only view of a ``[..., steps, steps + origins]`` buffer whose rows hold ``steps`` filler entries and then
+def _by_realization(buffer: np.ndarray, steps: int | None = None, first_step: int = 0) -> np.ndarray:
+    """Read-only view of a ``[..., rows, steps + origins]`` buffer whose rows hold ``steps`` filler entries and then
     one value per origin: entry ``[..., j, p]`` is the value of origin ``p - j - 1``, the one whose step-(j + 1)
-    target is window p (the filler where there is none). A row per step shifted by its step, without a copy."""
-    steps = buffer.shape[-2]
+    target is window p (the filler where there is none). A row per step shifted by its step, without a copy.
+    ``steps`` defaults to the rows; row j may instead hold step ``first_step + j + 1`` (a chunk of the steps), with
+    at least ``first_step + rows`` filler entries."""
+    rows = buffer.shape[-2]
+    steps = rows if steps is None else steps
     origins = buffer.shape[-1] - steps
     item = buffer.strides[-1]
     strides = (*buffer.strides[:-2], buffer.strides[-2] - item, item)
     return np.lib.stride_tricks.as_strided(
-        buffer[..., steps - 1 :], shape=(*buffer.shape[:-1], origins), strides=strides, writeable=False
+        buffer[..., steps - 1 - first_step :], shape=(*buffer.shape[:-1], origins), strides=strides, writeable=False
     )
 
 
@@ -309,11 +321,16 @@ def _scale(
         units = np.broadcast_to(steps, (horizon_steps, origins))
     else:
         # The origin's profile (through the session before it) applied to the slots of the windows ahead, summed
-        # step after step (one vector add per step).
-        cell = _ahead(grid.slot, horizon_steps) + grid.session[None, :origins] * SLOTS_PER_SESSION
-        units = profile.ravel().take(cell)
-        for step in range(1, horizon_steps):
-            np.add(units[step - 1], units[step], out=units[step])
+        # step after step (one vector add per step), a step at a time: no [steps, origins] index array.
+        flat = profile.ravel()
+        slots_ahead = _ahead(grid.slot, horizon_steps)
+        first_cell = grid.session[:origins] * SLOTS_PER_SESSION
+        units = np.empty((horizon_steps, origins))
+        cell = np.empty(origins, dtype=np.int64)
+        for step in range(horizon_steps):
+            flat.take(np.add(slots_ahead[step], first_cell, out=cell), out=units[step], mode="clip")  # in range
+            if step:
+                units[step] += units[step - 1]
     return _Scale(sigma=sigmas[0], units=units, sigma_long=sigmas[1])
 
 
@@ -321,6 +338,8 @@ QUANTILE_BINS = 96
 """Bins of the standardized-error histograms: log-spaced from ``QUANTILE_LOW`` to ``QUANTILE_HIGH`` (6.4% apart),
 with linear interpolation inside a bin; an error outside that range counts in the first or last bin."""
 QUANTILE_LOW, QUANTILE_HIGH = 0.05, 20.0
+_QUANTILE_CHUNK = 16
+"""Steps whose histograms are counted together (``_quantile_tables``)."""
 CHECKPOINT_WINDOWS = 26
 """The quantiles are refreshed every 26 session windows (a session): an origin uses the errors realized by the
 last refresh at or before it, never later ones."""
@@ -364,8 +383,8 @@ def _quantile_tables(
     ``step_numbers[j]``), realized at position r = o + step. Every ``checkpoint`` positions the realized errors
     enter a log-spaced histogram per step; column k holds the histogram of the errors with ``r < k * checkpoint``
     (all realized before its origins' close). One pass of numpy over a [slots, steps, bins] array of running
-    counts: no expanding quantile per origin. Only the columns read from ``first_origin`` on are filled (earlier
-    ones NaN): the slots before them count as one.
+    counts per ``_QUANTILE_CHUNK`` steps: no expanding quantile per origin. Only the columns read from
+    ``first_origin`` on are filled (earlier ones NaN): the slots before them count as one.
     """
     steps, origins = errors.shape
     ahead = np.arange(1, steps + 1) if step_numbers is None else np.asarray(step_numbers, dtype=np.int64)
@@ -376,34 +395,38 @@ def _quantile_tables(
     merged = max(first_origin // checkpoint - 1, 0)  # slots 0..merged count as one: no origin reads them apart
     kept = slots - merged
     cell_bins = QUANTILE_BINS + 1  # and a last one for the errors that do not count
-    # Each error's cell in [slot, step, bin], slot = (origin + step) // checkpoint; the order of the counts is free.
-    slot = np.maximum(np.arange(origins + int(ahead.max())) // checkpoint - merged, 0) * (steps * cell_bins)
-    by_position = np.lib.stride_tricks.sliding_window_view(slot, origins)  # row r: origin o's at position o + r
-    cell = _quantile_bins(errors, edges_log)
-    cell += by_position[1 : steps + 1] if step_numbers is None else by_position[ahead]
-    cell += (np.arange(steps) * cell_bins)[:, None]
-    counts = np.bincount(cell.ravel(), minlength=kept * steps * cell_bins).reshape(kept, steps, cell_bins)
-    # Running sums over slots, one vector add per slot (numpy's cumsum along a leading axis runs several times
-    # slower; integers: the same counts either way), then over the bins of each (slot, step).
-    for index in range(1, kept):
-        np.add(counts[index - 1], counts[index], out=counts[index])  # realized in slots <= slot
-    below = np.cumsum(counts, axis=-1, out=counts)  # of those, errors in bins <= b (the last: every error)
-    total = below[..., QUANTILE_BINS - 1]
-    flat = below.reshape(-1)
-    row = np.arange(0, flat.size, cell_bins).reshape(total.shape)  # flat index of each (slot, step)'s first bin
-    tables = []
-    for level in levels:
-        target = level * total
-        bin_at = _bins_below(flat, row, target)
-        upto = flat.take(row + bin_at)
-        before = np.where(bin_at > 0, flat.take(row + np.maximum(bin_at - 1, 0)), 0)
-        in_bin = upto - before
-        frac = np.clip((target - before) / np.maximum(in_bin, 1), 0.0, 1.0)
-        quantile = np.exp(edges_log[bin_at] + frac * (edges_log[1] - edges_log[0]))
-        quantile[total < max(int(min_errors), 1)] = np.nan
-        table = np.full((steps, slots + 1), np.nan)  # column 0: no slot read yet; merged slots: none reads them
-        table[:, merged + 1 :] = quantile.T
-        tables.append(table)
+    # Each error's slot = (origin + step) // checkpoint; row r of ``by_position``: origin o's at position o + r.
+    slot = np.maximum(np.arange(origins + int(ahead.max())) // checkpoint - merged, 0)
+    by_position = np.lib.stride_tricks.sliding_window_view(slot, origins)
+    tables = [np.full((steps, slots + 1), np.nan) for _ in levels]  # column 0: no slot read yet; merged: none
+    # A few steps at a time: their [slot, step, bin] counts and the temporaries stay in the cache, where a
+    # [slots, steps, bins] array of every step would be tens of MB faulted in.
+    for first in range(0, steps, _QUANTILE_CHUNK):
+        part = slice(first, first + _QUANTILE_CHUNK)
+        rows = len(ahead[part])
+        # Each error's cell in [slot, step, bin]; the order of the counts is free.
+        cell = _quantile_bins(errors[part], edges_log)
+        cell += (np.arange(rows) * cell_bins)[:, None]
+        cell += by_position[ahead[part]] * (rows * cell_bins)
+        counts = np.bincount(cell.ravel(), minlength=kept * rows * cell_bins).reshape(kept, rows, cell_bins)
+        # Running sums over slots, one vector add per slot (numpy's cumsum along a leading axis runs several times
+        # slower; integers: the same counts either way), then over the bins of each (slot, step).
+        for index in range(1, kept):
+            np.add(counts[index - 1], counts[index], out=counts[index])  # realized in slots <= slot
+        below = np.cumsum(counts, axis=-1, out=counts)  # of those, errors in bins <= b (the last: every error)
+        total = below[..., QUANTILE_BINS - 1]
+        flat = below.reshape(-1)
+        row = np.arange(0, flat.size, cell_bins).reshape(total.shape)  # flat index of each (slot, step)'s first bin
+        for level, table in zip(levels, tables, strict=True):
+            target = level * total
+            bin_at = _bins_below(flat, row, target)
+            upto = flat.take(row + bin_at)
+            before = np.where(bin_at > 0, flat.take(row + np.maximum(bin_at - 1, 0)), 0)
+            in_bin = upto - before
+            frac = np.clip((target - before) / np.maximum(in_bin, 1), 0.0, 1.0)
+            quantile = np.exp(edges_log[bin_at] + frac * (edges_log[1] - edges_log[0]))
+            quantile[total < max(int(min_errors), 1)] = np.nan
+            table[part, merged + 1 :] = quantile.T
     return tables
 
 
@@ -637,8 +660,8 @@ def adapt_intervals(
             bars if bar_rows.all() else bars[bar_rows], settings,
         )
         for name, values in adapted.items():
-            if warmup == "keep":
-                values = np.where(np.isfinite(values), values, model_bounds[name][rows])
+            if warmup == "keep":  # the arrays are this call's own: fill them in place
+                np.copyto(values, model_bounds[name][rows], where=~np.isfinite(values))
             if isinstance(rows, slice):
                 merged[name] = values
             else:
@@ -688,14 +711,14 @@ def _window_positions(windows: np.ndarray, stamps: np.ndarray, guess: np.ndarray
     """Index of each stamp (ns) in the ascending ``windows`` (ns), -1 where it is none. A run of equal stamps (the
     rows of one path share its as-of window) is looked up once; ``guess`` (an index per stamp, e.g. the as-of
     window's plus the horizon step) is checked and only the stamps it misses are looked up."""
-    found = np.full(len(stamps), -1, dtype=np.int64)
     if len(windows) == 0 or len(stamps) == 0:
-        return found
+        return np.full(len(stamps), -1, dtype=np.int64)
     if guess is not None:
         candidate = guess if 0 <= guess.min() and guess.max() < len(windows) else np.clip(guess, 0, len(windows) - 1)
         hit = windows.take(candidate) == stamps
         if hit.all():
             return candidate
+        found = np.full(len(stamps), -1, dtype=np.int64)
         found[hit] = candidate[hit]
         rest = np.flatnonzero(~hit)
         found[rest] = _window_positions(windows, stamps[rest])
@@ -731,7 +754,9 @@ def _adapt_symbol(
             f"A prediction of {symbol} names a window that is not a session window; "
             "as-of and target windows must be session window starts."
         )
-    step = target_pos - origin_pos
+    # A fresh [steps x origins] array costs more in page faults than the arithmetic on it: the arrays below are
+    # computed in place where their inputs are not read again.
+    step = np.subtract(target_pos, origin_pos, out=target_pos)
     if (step < 1).any():
         raise ValueError(f"A prediction of {symbol} targets a window at or before its as-of window.")
     horizon = int(step.max())
@@ -740,7 +765,7 @@ def _adapt_symbol(
         grid, settings.kind, horizon, settings.halflife_windows, settings.profile_halflife_sessions,
         settings.long_halflife_windows,
     )
-    width = scale.widths(settings.reversion_halflife_windows)  # [steps, origins]
+    width = scale.widths(settings.reversion_halflife_windows, overwrite_units=True)  # [steps, origins]
     origins = width.shape[1]
     close = grid.close
     # Every forecast is the model's own from its first origin on: the shrink, the centre and the ACI read only
@@ -748,56 +773,88 @@ def _adapt_symbol(
     first_model = int(origin_pos.min())
     region = slice(first_model, None)
     count = origins - first_model
-    cell = (step - 1) * count + origin_pos - first_model  # each row's (step, origin) in a flattened region array
+    cell = step  # each row's (step, origin) in a flattened region array: (step - 1) * count + origin - first_model
+    cell -= 1
+    cell *= count
+    cell += origin_pos
+    cell -= first_model
+    last_close = close.take(origin_pos)
     with np.errstate(invalid="ignore", divide="ignore"):
-        moved = np.log(_ahead(close, horizon) / close[:origins])  # realized log move from each origin's close
-        forecast_move = np.log(predicted / close[origin_pos])
+        moved = np.divide(_ahead(close, horizon), close[:origins])
+        np.log(moved, out=moved)  # realized log move from each origin's close
+        forecast_move = np.divide(predicted, last_close)
+        np.log(forecast_move, out=forecast_move)
     forecast_move[~np.isfinite(forecast_move)] = np.nan
     forecast = np.full((horizon, count), np.nan)
-    np.put(forecast, cell, forecast_move)  # duplicates: the last wins
+    # ``cell`` is in range by construction; mode="clip" spares the copy that mode="raise" makes to check it.
+    np.put(forecast, cell, forecast_move, mode="clip")  # duplicates: the last wins
     is_model = np.isfinite(forecast)
+    not_model = ~is_model
 
     # Centre: the forecast move shrunk by its realized least-squares weight on the actual move, in [0, 1].
     if settings.shrink:
-        weight = _skill_weights(forecast, moved[:, region], is_model, settings.min_errors)
-        centre = np.where(is_model, weight * forecast, 0.0)
+        centre = _skill_weights(forecast, moved[:, region], is_model, settings.min_errors)
+        centre *= forecast
     else:
-        centre = np.where(is_model, 1.0 * forecast, 0.0)
-    errors = np.empty((horizon, origins))  # the model's own where it forecast, the last close's elsewhere
+        centre = np.multiply(forecast, 1.0, out=forecast)
+    np.copyto(centre, 0.0, where=not_model)
+    errors = moved  # the model's own where it forecast, the last close's elsewhere (the moves are not read again)
     with np.errstate(invalid="ignore", divide="ignore"):
-        np.abs(moved[:, :first_model], out=errors[:, :first_model])
-        np.abs(np.subtract(moved[:, region], centre, out=errors[:, region]), out=errors[:, region])
+        np.abs(errors[:, :first_model], out=errors[:, :first_model])
+        np.abs(np.subtract(errors[:, region], centre, out=errors[:, region]), out=errors[:, region])
         errors /= width
     levels = list(settings.coverages)
     tables = _quantile_tables(errors, levels, settings.min_errors, first_origin=first_model)
     read = np.minimum(np.arange(first_model, origins) // CHECKPOINT_WINDOWS, tables[0].shape[1] - 1)
-    base = [table[:, read] for table in tables]  # [steps, region origins] per level
+    base = [table.take(read, axis=1) for table in tables]  # [steps, region origins] per level
 
     # The ACI multipliers move only at the model's own realized forecasts.
-    model_errors = np.where(is_model, errors[:, region], np.nan)
     deviation = np.empty((len(levels), horizon, horizon + count))
     deviation[..., :horizon] = np.nan  # no origin: nothing realized
     with np.errstate(invalid="ignore", divide="ignore"):
         for index, quantile in enumerate(base):
             by_origin = deviation[index, :, horizon:]
-            np.log(np.divide(model_errors, quantile, out=by_origin), out=by_origin)
+            np.log(np.divide(errors[:, region], quantile, out=by_origin), out=by_origin)
+            np.copyto(by_origin, np.nan, where=not_model)
     alphas = np.array([1.0 - level for level in levels])[:, None]
     gamma = settings.aci_gamma * np.sqrt(np.minimum(np.arange(1, horizon + 1) / ACI_FULL_STEP, 1.0))
     theta = _aci_thetas(_by_realization(deviation), gamma * (1.0 - alphas), gamma * (0.0 - alphas))
 
     # Each row's bounds: its centre, and per level the half-width base quantile x ACI multiplier x volatility.
-    rows_centre = close[origin_pos] * np.exp(centre.ravel().take(cell))
+    rows_centre = centre.ravel().take(cell, out=forecast_move, mode="clip")  # a buffer: the forecasts are in place
+    np.exp(rows_centre, out=rows_centre)
+    rows_centre *= last_close
     region_width = width[:, region]
     adapted: dict[str, np.ndarray] = {}
+    h = last_close  # a buffer: the last close is in ``rows_centre``
+    outputs = iter(_spare_rows((deviation, errors, forecast), len(cell), 2 * len(levels)))
     for index, level in enumerate(levels):
         lower, upper = bound_columns(level)
-        half = np.exp(theta[index])
-        half *= base[index]
+        half = np.exp(theta[index], out=theta[index])
+        half = np.multiply(base[index], half, out=base[index])
         half *= region_width
-        h = half.ravel().take(cell)
-        adapted[lower] = rows_centre * np.exp(-h)
-        adapted[upper] = rows_centre * np.exp(h)
+        half.ravel().take(cell, out=h, mode="clip")
+        low, high = next(outputs), next(outputs)
+        adapted[lower] = np.exp(np.negative(h, out=low), out=low)
+        adapted[lower] *= rows_centre
+        adapted[upper] = np.exp(h, out=high)
+        adapted[upper] *= rows_centre
     return adapted
+
+
+def _spare_rows(buffers: Sequence[np.ndarray], rows: int, count: int) -> list[np.ndarray]:
+    """``count`` float arrays of ``rows`` values, carved from the given contiguous buffers (no longer read) while
+    they last, then fresh: the buffers' pages are in memory already, where a fresh array of a million rows costs
+    more in page faults than the arithmetic that fills it. The arrays are views: copy what outlives the buffers."""
+    carved = []
+    for buffer in buffers:
+        if buffer.dtype == np.float64 and buffer.flags.c_contiguous:
+            flat = buffer.reshape(-1)
+            starts = range(0, flat.size - rows + 1, max(rows, 1))[: count - len(carved)]
+            carved += [flat[start : start + rows] for start in starts]
+        if len(carved) >= count:
+            return carved[:count]
+    return carved + [np.empty(rows) for _ in range(count - len(carved))]
 
 
 _SKILL_CHUNK = 8
@@ -823,22 +880,25 @@ def _skill_weights(forecast: np.ndarray, moved: np.ndarray, is_model: np.ndarray
     first = max(int(np.argmax(realized_any)) - 1, 0)
     rows = slice(first, None)
     count = origins - first
-    x, y, counted = forecast[:, rows], moved[:, rows], both[:, rows]
     # The running sums of (x y, x x) and of (y y, count) as the two halves of complex numbers: numpy adds the halves
     # apart (the same float additions as four separate sums) at twice the speed of one float at a time. Where no
-    # forecast is realized every term is 0.
-    sums = np.zeros((2, steps, steps + count), dtype=np.complex128)
-    np.multiply(x, y, out=sums[0, :, steps:].real, where=counted)
-    np.multiply(x, x, out=sums[0, :, steps:].imag, where=counted)
-    np.multiply(y, y, out=sums[1, :, steps:].real, where=counted)
-    sums[1, :, steps:].imag = counted
-    np.cumsum(sums, axis=2, out=sums)
-    xy, xx = _by_realization(sums[0].real), _by_realization(sums[0].imag)
-    yy, seen = _by_realization(sums[1].real), _by_realization(sums[1].imag)
+    # forecast is realized every term is 0. A few steps at a time, in one buffer: the sums and the temporaries of
+    # the fit stay in the cache and no [steps, origins] buffer is faulted in.
+    sums = np.empty((2, _SKILL_CHUNK, steps + count), dtype=np.complex128)
     numbers = np.arange(1, steps + 1)[:, None]
-    for chunk in range(0, steps, _SKILL_CHUNK):  # a few steps at a time: the temporaries stay in the cache
+    for chunk in range(0, steps, _SKILL_CHUNK):
         part = slice(chunk, chunk + _SKILL_CHUNK)
-        _fit_skill(xy[part], xx[part], yy[part], seen[part], numbers[part], min_errors, weight[part, rows])
+        x, y, counted = forecast[part, rows], moved[part, rows], both[part, rows]
+        buffer = sums[:, : len(x)]
+        buffer.fill(0.0)
+        np.multiply(x, y, out=buffer[0, :, steps:].real, where=counted)
+        np.multiply(x, x, out=buffer[0, :, steps:].imag, where=counted)
+        np.multiply(y, y, out=buffer[1, :, steps:].real, where=counted)
+        buffer[1, :, steps:].imag = counted
+        np.cumsum(buffer, axis=2, out=buffer)
+        xy, xx = (_by_realization(half, steps, chunk) for half in (buffer[0].real, buffer[0].imag))
+        yy, seen = (_by_realization(half, steps, chunk) for half in (buffer[1].real, buffer[1].imag))
+        _fit_skill(xy, xx, yy, seen, numbers[part], min_errors, weight[part, rows])
     return weight
 
 
