@@ -305,7 +305,7 @@ def run_backtest(
         timings["adapt_s"] = time.perf_counter() - step
         step = time.perf_counter()
         validations = validate_predictions(predictions, all_bars, None, settings.validation_threshold).rows
-        bucketed = validations[bucket_candidates(validations)]
+        bucketed = rows_at(validations, np.flatnonzero(bucket_candidates(validations)))
         timings["validation_s"] = time.perf_counter() - step
         step = time.perf_counter()
         filled = [frame for frame in summaries if len(frame)] or summaries[:1]  # blocks with no forecast add nothing
@@ -335,7 +335,8 @@ def run_backtest(
         # then match tens of thousands of rows instead of every step of every path.
         candidates = bucket_candidates(predictions)
         bucketed_forecasts = _with_scores(
-            predictions.loc[candidates, [name for name in BUCKET_FORECAST_COLUMNS if name in predictions.columns]],
+            rows_at(predictions, np.flatnonzero(candidates))[
+                [name for name in BUCKET_FORECAST_COLUMNS if name in predictions.columns]],
             scores[["symbol", "as_of_window", *(name for name in BUCKET_FORECAST_COLUMNS if name in scores.columns
                                                 and name not in predictions.columns)]],
         )
