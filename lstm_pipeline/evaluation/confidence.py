@@ -157,20 +157,21 @@ def _per_forecast(rows: pd.DataFrame) -> pd.DataFrame | None:
     # Kahan summation as pandas' group_mean runs it, one horizon position at a time across all forecasts: a table
     # with one row per position and one column per forecast (NaN past a path's end, skipped as a NaN close is).
     forecasts, positions = len(starts), int(lengths.max())
-    first_row = np.zeros(len(rows), dtype=bool)
-    first_row[starts] = True
-    cell = _cells(first_row, starts)
+    cell = _cells(starts, lengths)
     table = np.full(positions * forecasts, np.nan)
     table[cell] = ordered(rows["predicted_close"].to_numpy(dtype=np.float64))
     table = table.reshape(positions, forecasts)
     counted = ~np.isnan(table)
     total = np.zeros(forecasts)
     compensation = np.zeros(forecasts)
-    for value, live in zip(table, counted, strict=True):
-        y = value - compensation
-        t = total + y
-        fixed = t - total - y
-        np.copyto(compensation, np.where(np.isnan(fixed), 0.0, fixed), where=live)
+    y, t, fixed, nan = np.empty(forecasts), np.empty(forecasts), np.empty(forecasts), np.empty(forecasts, dtype=bool)
+    for value, live in zip(table, counted, strict=True):  # each step into the same few arrays, none fresh
+        np.subtract(value, compensation, out=y)
+        np.add(total, y, out=t)
+        np.subtract(t, total, out=fixed)
+        fixed -= y
+        np.copyto(fixed, 0.0, where=np.isnan(fixed, out=nan))
+        np.copyto(compensation, fixed, where=live)
         np.copyto(total, t, where=live)
     seen = counted.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -185,15 +186,15 @@ def _per_forecast(rows: pd.DataFrame) -> pd.DataFrame | None:
     })
 
 
-def _cells(new_run: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def _cells(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Where each row of a run goes in a table with one column per run and one row per position in it (flat
-    index of a C-ordered table ``len(starts)`` wide); ``new_run`` marks each run's first row, ``starts`` lists them."""
-    column = np.cumsum(new_run, dtype=np.int64)
-    column -= 1
-    cell = np.arange(len(new_run), dtype=np.int64)
-    cell -= starts[column]  # the position within the run
-    cell *= len(starts)
-    cell += column
+    index of a C-ordered table ``len(starts)`` wide); the runs start at ``starts`` and are ``lengths`` long, one
+    after the other. Row i of run c goes to (i - starts[c]) * width + c: i * width plus a term per run, repeated
+    along it (no running count over the rows, no lookup of each row's run)."""
+    width = len(starts)
+    cell = np.arange(int(lengths.sum()), dtype=np.int64)
+    cell *= width
+    cell += np.repeat(np.arange(width, dtype=np.int64) - starts * width, lengths)
     return cell
 
 
@@ -585,16 +586,33 @@ def _trailing_sums(
         low = np.searchsorted(stamps[start:end], query_times[index] - span.value, side="right")
         sums["n"][index] = high - low
         rows = order[start:end]
-        buffers: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}  # reused: a fresh array per column costs more
+        # One array per dtype, reused by the columns: a fresh array per column costs more (its pages are new to the
+        # process). A float column's running sum is taken in place; a boolean one is counted, not summed.
+        buffers: dict[np.dtype, np.ndarray] = {}
         for name, column in values.items():
             if column.dtype not in buffers:
-                running = np.empty(len(rows) + 1, dtype=np.int64 if column.dtype == bool else np.float64)
-                running[0] = 0
-                buffers[column.dtype] = np.empty(len(rows), dtype=column.dtype), running
-            in_order, running = buffers[column.dtype]
-            np.cumsum(np.take(column, rows, out=in_order), out=running[1:])
-            sums[name][index] = running[high] - running[low]
+                buffers[column.dtype] = np.empty(len(rows), dtype=column.dtype)
+            in_order = np.take(column, rows, out=buffers[column.dtype])
+            if in_order.dtype == bool:
+                sums[name][index] = _count_before(in_order, high) - _count_before(in_order, low)
+            else:
+                np.cumsum(in_order, out=in_order)
+                sums[name][index] = _sum_before(in_order, high) - _sum_before(in_order, low)
     return sums
+
+
+def _sum_before(running: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The sums of the first ``ends`` values from their running sum (``running[k]``: the sum of the first k + 1):
+    0 for none."""
+    return np.where(ends > 0, running[np.maximum(ends - 1, 0)], 0)
+
+
+def _count_before(flags: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """How many of the first ``ends`` flags are set: a binary search among the positions of the rarer value (a few
+    percent of a million, usually), instead of a running count in a new array of a million integers."""
+    if np.count_nonzero(flags) * 2 <= len(flags):
+        return np.searchsorted(np.flatnonzero(flags), ends)
+    return ends - np.searchsorted(np.flatnonzero(np.logical_not(flags)), ends)
 
 
 def _validation_record(
@@ -673,11 +691,12 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
         last[:-1] = (symbol_code[1:] != symbol_code[:-1]) | (as_of[1:] != as_of[:-1]) | (target[1:] != target[:-1])
         order, symbol_code, as_of, target = order[last], symbol_code[last], as_of[last], target[last]
         predicted, halfwidth = predicted[order], halfwidth[order]
+        same_as_of = (symbol_code[1:] == symbol_code[:-1]) & (as_of[1:] == as_of[:-1])
     no_width = ~(np.isfinite(halfwidth) & (halfwidth > 0))
     halfwidth[no_width] = 0.01 * np.abs(predicted[no_width])
 
     new_forecast = np.ones(len(target), dtype=bool)
-    new_forecast[1:] = (symbol_code[1:] != symbol_code[:-1]) | (as_of[1:] != as_of[:-1])
+    np.logical_not(same_as_of, out=new_forecast[1:])
     firsts = np.flatnonzero(new_forecast)
     lengths = np.diff(np.append(firsts, len(target)))
     forecast_symbol, forecast_as_of = symbol_code[firsts], as_of[firsts]
@@ -694,7 +713,7 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
     # The table: one column per forecast, one row per step along its path; a cell past a path's end holds no
     # target (PAST_END) and NaN closes.
     forecasts, steps = len(firsts), int(lengths.max())
-    cell = _cells(new_forecast, firsts)
+    cell = _cells(firsts, lengths)
 
     def table(values: np.ndarray, empty: float | int) -> np.ndarray:
         laid = np.full(steps * forecasts, empty, dtype=values.dtype)
@@ -705,8 +724,11 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
     on_path = targets != PAST_END
     total = np.zeros(forecasts)
     count = np.zeros(forecasts, dtype=np.int64)
-    ratio = np.empty((steps, forecasts))  # reused: every cell not paired is set to 0 before it is summed
+    # Reused by every ``back`` (a fresh table of cells each time costs more than the arithmetic on it): every cell of
+    # ``ratio`` not paired is set to 0 before it is summed; ``scratch`` holds one boolean table at a time.
+    ratio = np.empty((steps, forecasts))
     paired = np.empty((steps, forecasts), dtype=bool)
+    scratch = np.empty((steps, forecasts), dtype=bool)
     for back in range(1, min(STABILITY_FORECASTS, forecasts - 1) + 1):
         same = np.zeros(forecasts, dtype=bool)  # the forecast ``back`` columns before is the same symbol's
         same[back:] = forecast_symbol[back:] == forecast_symbol[:-back]
@@ -725,7 +747,10 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
         # origin skipped between the two forecasts shifts the earlier path further). Their guess: as many steps on
         # from where the earlier path holds this path's first target (``back`` steps on, unless the first cell found
         # no partner there: a binary search for those few columns); a binary search for the cells it misses.
-        others = np.flatnonzero(on_path & same & ~paired)
+        np.logical_not(paired, out=scratch)
+        scratch &= on_path
+        scratch &= same
+        others = np.flatnonzero(scratch)
         earlier = others % forecasts - back
         wanted = targets.ravel()[others]
         start, end = firsts[earlier], firsts[earlier] + lengths[earlier]
@@ -743,14 +768,16 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio.ravel()[others] = np.abs(closes.ravel()[others] - predicted[match]) / halfwidths.ravel()[others]
         paired.ravel()[others] = True
-        # A mean over the pairs that have both closes, as pandas' mean skips NaN: every other cell adds 0.
-        paired &= ~np.isnan(ratio)
-        np.copyto(ratio, 0.0, where=~paired)
+        # A mean over the pairs that have both closes, as pandas' mean skips NaN: every other cell (``dropped``)
+        # adds 0 and is not counted.
+        dropped = np.isnan(ratio, out=scratch)
+        dropped |= np.logical_not(paired, out=paired)
+        np.copyto(ratio, 0.0, where=dropped)
         along = np.zeros(forecasts)
         for step in ratio:  # along each path in step order, as its rows were once summed
             along += step
         total += along
-        count += paired.sum(axis=0)
+        count += steps - dropped.sum(axis=0)
     own = own[queries]
     with np.errstate(invalid="ignore", divide="ignore"):
         shifts[queries] = np.where(count[own] > 0, total[own] / np.maximum(count[own], 1), np.nan)

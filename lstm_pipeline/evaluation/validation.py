@@ -137,13 +137,13 @@ def validate_predictions(
     as_of_window = _new_york(predictions["as_of_window"]).array
     # A left join on (symbol, target instant), by a hash lookup per symbol instead of a merge of wide frames. Only
     # the bar's position is joined: its close and flags are read through it, its rejection text only where needed.
-    bar = _lookup(symbol_code, symbols, target_window.asi8,
-                  bars["symbol"].to_numpy(dtype=object), pd.DatetimeIndex(bars["_window_utc"]).asi8)
-    bar_check = bars["rejected_check"].to_numpy(dtype=object)
+    bar = _lookup(symbol_code, symbols, target_window.asi8, bars.symbol, bars.window)
+    bar_check = bars.rejected_check
     awaiting = _at_bars(bar_check == AWAITING_CHECKS, bar, False)
     judged = (bar >= 0) & ~awaiting
 
-    pending = ~judged
+    # By position: the predictions not judged are a few percent, and a mask would read every row of each column.
+    pending = np.flatnonzero(~judged)
     not_validated = pd.DataFrame({
         "symbol": symbol[pending],
         "target_window": target_window[pending],
@@ -159,7 +159,7 @@ def validate_predictions(
     def judged_only(values: np.ndarray) -> np.ndarray:
         return values.copy() if isinstance(rows, slice) else values[rows]
 
-    close = _at_bars(bars["close"].to_numpy(dtype=np.float64), bar, np.nan)
+    close = _at_bars(bars.close, bar, np.nan)
     rejected = _at_bars(pd.notna(bar_check), bar, False)
     bounds = {name: predictions[name].to_numpy(dtype=np.float64) for name in ("lower_80", "upper_80", "lower_95",
                                                                               "upper_95")}
@@ -178,7 +178,7 @@ def validate_predictions(
         bounds_95=(bounds["lower_95"], bounds["upper_95"]),
         bar=bar,
         bar_check=bar_check,
-        bar_reason=bars["rejected_reason"].to_numpy(dtype=object),
+        bar_reason=bars.rejected_reason,
     )
     return ValidationResult(rows=_judge(judged_predictions, threshold), not_validated=not_validated)
 
@@ -379,7 +379,38 @@ def _signed_key(values: np.ndarray, decimals: int) -> np.ndarray:
 
 def _error_texts(errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each error's code and, per code, the text a sentence gives it: rounded to 0.01, "+" when positive, then "%"
-    ("+1.23%", "-0.0%" for a small negative one)."""
+    ("+1.23%", "-0.0%" for a small negative one).
+
+    The rounded value is k / 100 for k = rint(error * 100) (what ``np.round`` computes), so while the errors span a
+    few thousand hundredths (percent errors nearly always do) k itself is the code, into a table of every k in the
+    span: no hash of a million rounded values. Three codes past the span hold what k cannot tell apart: NaN, a
+    positive error rounding to 0 ("+0.0%") and a negative one or -0.0 ("-0.0%"); a wider span takes the hash."""
+    codes = np.empty(len(errors), dtype=np.int64)
+    scaled = codes.view(np.float64)  # k is worked out in the memory of the codes: no second array of a million
+    np.rint(np.multiply(errors, 100.0, out=scaled), out=scaled)
+    low, high = np.fmin.reduce(scaled, initial=np.inf), np.fmax.reduce(scaled, initial=-np.inf)
+    if not (np.isfinite(low) and np.isfinite(high) and high - low < min(len(errors), _ERROR_TABLE_SPAN)):
+        return _hashed_error_texts(errors)
+    first, span = int(low), int(high - low) + 1
+    nan = np.isnan(scaled)
+    if nan.any():
+        scaled[nan] = high + 1.0  # the first code past the span
+    np.subtract(scaled, first, out=codes, casting="unsafe")  # exact: whole numbers well within 2**53
+    if low <= 0.0 <= high:  # an error rounding to 0 keeps its sign (rint and * 100 do)
+        zero = np.flatnonzero(codes == -first)
+        codes[zero[errors[zero] > 0]] = span + 1
+        codes[zero[np.signbit(errors[zero])]] = span + 2
+    rounded = (np.arange(first, first + span, dtype=np.float64) / 100.0).tolist()
+    texts = [("+" if value > 0 else "") + repr(value) + "%" for value in rounded] + ["nan%", "+0.0%", "-0.0%"]
+    return codes, np.array(texts, dtype=object)
+
+
+_ERROR_TABLE_SPAN = 10_000
+"""The widest span of errors (in hundredths of a percent) whose texts ``_error_texts`` lays out as a table."""
+
+
+def _hashed_error_texts(errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_error_texts`` for errors of any span: the rounded errors' bits hashed, each distinct one written once."""
     codes, keys = pd.factorize(_signed_key(errors, 2))
     rounded = keys.view(np.float64)  # key 1 (a positive error rounding to 0) reads as a positive subnormal
     positive = (rounded > 0).tolist()
@@ -434,37 +465,68 @@ def _lookup(
 ) -> np.ndarray:
     """Position in the bars of each (symbol, stamp) (symbol given by its code among ``symbols``), -1 where there is
     none: per symbol, one hash lookup of the stamps among that symbol's bars (whose stamps are unique)."""
-    where = np.full(len(codes), -1, dtype=np.int64)
     if not len(bar_symbols) or not len(codes):
-        return where
+        return np.full(len(codes), -1, dtype=np.int64)
     bar_codes = pd.Index(symbols).get_indexer(bar_symbols)
+    if len(symbols) == 1 and (bar_codes == 0).all():  # one symbol, every bar its own
+        return pd.Index(bar_stamps).get_indexer(stamps)
+    where = np.full(len(codes), -1, dtype=np.int64)
     for code in range(len(symbols)):
         theirs = np.flatnonzero(bar_codes == code)
         if not len(theirs):
             continue
-        if len(symbols) == 1 and len(theirs) == len(bar_stamps):  # one symbol, every bar its own
-            return pd.Index(bar_stamps).get_indexer(stamps)
         mine = np.flatnonzero(codes == code)
         at = pd.Index(bar_stamps[theirs]).get_indexer(stamps[mine])
         where[mine] = np.where(at >= 0, theirs[at], -1)
     return where
 
 
-def _target_bars(actual_bars: pd.DataFrame, rejected_bars: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per (symbol, window): close, rejection (null for a usable bar), and a presence flag."""
-    usable = actual_bars[["symbol", "window_start", "close"]].assign(rejected_check=None, rejected_reason=None)
-    frames = [usable]
+class _Bars(NamedTuple):
+    """The bars a prediction can be judged against, one entry per (symbol, window), as arrays: the symbol as text,
+    the window's instant (ns since the epoch, UTC), the close (NaN where not a number) and the rejection (null for a
+    usable bar)."""
+
+    symbol: np.ndarray
+    window: np.ndarray
+    close: np.ndarray
+    rejected_check: np.ndarray
+    rejected_reason: np.ndarray
+
+
+def _target_bars(actual_bars: pd.DataFrame, rejected_bars: pd.DataFrame | None) -> _Bars:
+    """One entry per (symbol, window): close and rejection (null for a usable bar). A bar listed both usable and
+    rejected is rejected. Without rejected bars (a replay's case) the columns are read as arrays, without the
+    frame copies, concatenation and duplicate search of the general case (a year of bars: milliseconds)."""
     if rejected_bars is not None and len(rejected_bars):
-        _require(rejected_bars, ("symbol", "window_start", "close", "rejected_check", "rejected_reason"),
-                 "rejected bars")
-        frames.append(rejected_bars[["symbol", "window_start", "close", "rejected_check", "rejected_reason"]])
+        return _target_bars_with_rejected(actual_bars, rejected_bars)
+    symbol = actual_bars["symbol"].astype(str).to_numpy(dtype=object)
+    window = pd.DatetimeIndex(_new_york(actual_bars["window_start"])).asi8
+    close = pd.to_numeric(actual_bars["close"], errors="coerce").astype("float64").to_numpy(dtype=np.float64)
+    # Each symbol's bars in time order (the usual case) hold no (symbol, window) twice; otherwise the last is kept.
+    if len(window) > 1 and not np.all((window[1:] > window[:-1]) & (symbol[1:] == symbol[:-1])):
+        keep = ~pd.DataFrame({"symbol": symbol, "window": window}).duplicated(keep="last").to_numpy()
+        if not keep.all():
+            symbol, window, close = symbol[keep], window[keep], close[keep]
+    nothing = np.full(len(window), None, dtype=object)
+    return _Bars(symbol, window, close, nothing, nothing.copy())
+
+
+def _target_bars_with_rejected(actual_bars: pd.DataFrame, rejected_bars: pd.DataFrame) -> _Bars:
+    """``_target_bars`` with rejected bars: both lists in one frame, the later (rejected) winning a duplicate."""
+    usable = actual_bars[["symbol", "window_start", "close"]].assign(rejected_check=None, rejected_reason=None)
+    _require(rejected_bars, ("symbol", "window_start", "close", "rejected_check", "rejected_reason"), "rejected bars")
+    frames = [usable, rejected_bars[["symbol", "window_start", "close", "rejected_check", "rejected_reason"]]]
     bars = pd.concat([frame for frame in frames if len(frame)] or [usable], ignore_index=True)
     bars["symbol"] = bars["symbol"].astype(str)
     bars["_window_utc"] = _new_york(bars["window_start"]).dt.tz_convert("UTC")
-    # A bar listed both usable and rejected is rejected: the later frame wins.
     bars = bars.drop_duplicates(["symbol", "_window_utc"], keep="last")
-    bars["close"] = pd.to_numeric(bars["close"], errors="coerce").astype("float64")
-    return bars[["symbol", "_window_utc", "close", "rejected_check", "rejected_reason"]].assign(_has_bar=True)
+    return _Bars(
+        symbol=bars["symbol"].to_numpy(dtype=object),
+        window=pd.DatetimeIndex(bars["_window_utc"]).asi8,
+        close=pd.to_numeric(bars["close"], errors="coerce").astype("float64").to_numpy(dtype=np.float64),
+        rejected_check=bars["rejected_check"].to_numpy(dtype=object),
+        rejected_reason=bars["rejected_reason"].to_numpy(dtype=object),
+    )
 
 
 def _new_york(stamps: pd.Series) -> pd.Series:
