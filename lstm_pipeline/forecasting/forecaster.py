@@ -252,11 +252,15 @@ def _compiled() -> tuple[Callable[..., Any], Callable[..., Any]]:
         ]
         any_shape = tf.TensorShape([None, None, None])
 
+        # Each layer's input and recurrent kernels stacked: one matmul of [input, hidden] per layer and position
+        # instead of two and a sum (about a tenth less time; the same products, summed in another order).
+        fused = [tf.concat([kernel, recurrent], axis=1) for kernel, recurrent, _ in lstm]
+
         def advance(position, states):
             inputs = rows[position]
             new_states = []
-            for (kernel, recurrent, bias), (hidden, carry) in zip(lstm, states, strict=True):
-                z = tf.linalg.matmul(inputs, kernel) + tf.linalg.matmul(hidden, recurrent)
+            for weights, (_, _, bias), (hidden, carry) in zip(fused, lstm, states, strict=True):
+                z = tf.linalg.matmul(tf.concat([inputs, hidden], axis=-1), weights)
                 hidden, carry = cell(z + bias[:, None, :], carry)
                 new_states.append((hidden, carry))
                 inputs = hidden
