@@ -532,8 +532,9 @@ def scored_validations(
     for symbol, rows in frame.groupby("symbol", sort=True):
         origins = pd.DatetimeIndex(rows["as_of_window"].unique()).sort_values()
         steps = np.unique(rows["horizon_step"].to_numpy(dtype=np.int64))  # the scored steps only
-        for kind in BAND_KINDS:
-            band = bands.baseline_bands(per_symbol[str(symbol)], origins, int(steps.max()), kind, steps=steps)
+        by_kind = bands.baseline_band_kinds(per_symbol[str(symbol)], origins, int(steps.max()), BAND_KINDS,
+                                            steps=steps)
+        for kind, band in by_kind.items():
             band_frames[kind].append(band[["as_of_window", "target_window", "lower_80", "upper_80", "lower_95",
                                            "upper_95"]].assign(symbol=str(symbol)))
     positions = None  # both kinds give the same (origin, target) rows in the same order: join them once

@@ -363,7 +363,7 @@ def baseline_band_rows(bars: pd.DataFrame, validations: pd.DataFrame) -> pd.Data
     (symbol, as_of_window, target_window) of ``validations`` that a horizon bucket counts: columns ``symbol``,
     ``as_of_window``, ``target_window`` and ``BAND_COLUMNS`` (NaN while a band warms up). ``bars`` hold the symbols'
     bars from well before the first origin (the bands need a few sessions and 50 realized errors per step)."""
-    from lstm_pipeline.forecasting.bands import baseline_bands
+    from lstm_pipeline.forecasting.bands import baseline_band_kinds
 
     keys = ["symbol", "as_of_window", "target_window"]
     empty = pd.DataFrame({name: pd.Series(dtype=object) for name in keys}).assign(
@@ -384,8 +384,7 @@ def baseline_band_rows(bars: pd.DataFrame, validations: pd.DataFrame) -> pd.Data
         origins = pd.DatetimeIndex(rows["as_of_window"].unique()).sort_values()
         steps = np.unique(rows["horizon_step"].to_numpy(dtype=np.int64))
         joined = rows[keys].reset_index(drop=True)
-        for kind in BAND_KINDS:
-            band = baseline_bands(mine, origins, int(steps.max()), kind, steps=steps)
+        for kind, band in baseline_band_kinds(mine, origins, int(steps.max()), BAND_KINDS, steps=steps).items():
             band = band.rename(columns={name: f"{kind}_{name}" for name in INTERVAL_COLUMNS})
             band = band.assign(as_of_window=_new_york(band["as_of_window"]),
                                target_window=_new_york(band["target_window"]))

@@ -556,6 +556,23 @@ def baseline_bands(
     windows (naive stamps are New York). One row per origin and step, columns ``band_columns(coverages)``; see the
     module docstring for the method and for when bounds are NaN.
     """
+    return baseline_band_kinds(bars, origins, horizon_steps, (kind,), coverages, halflife_windows,
+                               profile_halflife_sessions, min_errors, steps)[kind]
+
+
+def baseline_band_kinds(
+    bars: pd.DataFrame,
+    origins: pd.DatetimeIndex | Sequence,
+    horizon_steps: int,
+    kinds: Sequence[BandKind] = ("naive", "tod"),
+    coverages: Sequence[float] = DEFAULT_COVERAGES,
+    halflife_windows: float = DEFAULT_HALFLIFE_WINDOWS,
+    profile_halflife_sessions: float = DEFAULT_PROFILE_HALFLIFE_SESSIONS,
+    min_errors: int = DEFAULT_MIN_ERRORS,
+    steps: Sequence[int] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """``baseline_bands`` of each of ``kinds`` (the same rows, in the same order, for each): the grid of bars, the
+    origins' places in it and the rows' origin, step and target are found once for all of them."""
     if int(horizon_steps) < 1:
         raise ValueError(f"horizon_steps must be at least 1, got {horizon_steps!r}.")
     horizon = int(horizon_steps)
@@ -572,31 +589,35 @@ def baseline_bands(
     if (position < 0).any():
         bad = wanted[position < 0][0]
         raise ValueError(f"Origin {bad} is not the start of a session window; pass session windows as origins.")
-    scale = _scale(grid, kind, horizon, halflife_windows, profile_halflife_sessions)
     origins_all = len(grid.windows) - horizon
-    width = scale.sigma[None, :origins_all] * np.sqrt(scale.units[chosen - 1])  # [chosen steps, origins]
     target_close = grid.close[chosen[:, None] + np.arange(origins_all)[None, :]]
     with np.errstate(invalid="ignore", divide="ignore"):
-        errors = np.abs(np.log(target_close / grid.close[None, :origins_all]) / width)
-    tables = _quantile_tables(errors, coverages, min_errors, step_numbers=chosen, first_origin=int(position.min()))
-
+        moves = np.abs(np.log(target_close / grid.close[None, :origins_all]))
     last_close = grid.close[position]
-    frame = {
-        "as_of_window": np.repeat(grid.windows[position], len(chosen)),
+    keys = {
+        "as_of_window": pd.DatetimeIndex(np.repeat(grid.windows[position], len(chosen))).tz_convert(NEW_YORK),
         "horizon_step": np.tile(chosen, len(position)),
-        "target_window": grid.windows[(position[:, None] + chosen[None, :]).ravel()],
+        "target_window": pd.DatetimeIndex(grid.windows[(position[:, None] + chosen[None, :]).ravel()]).tz_convert(
+            NEW_YORK),
         "last_close": np.repeat(last_close, len(chosen)),
     }
-    read = np.minimum(position // CHECKPOINT_WINDOWS, tables[0].shape[1] - 1)
-    for level, table in zip(coverages, tables, strict=True):
-        lower, upper = bound_columns(level)
-        half = (table[:, read] * width[:, position]).T.ravel()  # origin by origin, its steps in order
-        frame[lower] = frame["last_close"] * np.exp(-half)
-        frame[upper] = frame["last_close"] * np.exp(half)
-    out = pd.DataFrame(frame)
-    out["as_of_window"] = pd.DatetimeIndex(out["as_of_window"]).tz_convert(NEW_YORK)
-    out["target_window"] = pd.DatetimeIndex(out["target_window"]).tz_convert(NEW_YORK)
-    return out[band_columns(coverages)]
+    out: dict[str, pd.DataFrame] = {}
+    for kind in kinds:
+        scale = _scale(grid, kind, horizon, halflife_windows, profile_halflife_sessions)
+        width = scale.sigma[None, :origins_all] * np.sqrt(scale.units[chosen - 1])  # [chosen steps, origins]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            errors = moves / width
+        tables = _quantile_tables(errors, coverages, min_errors, step_numbers=chosen,
+                                  first_origin=int(position.min()))
+        frame = dict(keys)
+        read = np.minimum(position // CHECKPOINT_WINDOWS, tables[0].shape[1] - 1)
+        for level, table in zip(coverages, tables, strict=True):
+            lower, upper = bound_columns(level)
+            half = (table[:, read] * width[:, position]).T.ravel()  # origin by origin, its steps in order
+            frame[lower] = frame["last_close"] * np.exp(-half)
+            frame[upper] = frame["last_close"] * np.exp(half)
+        out[kind] = pd.DataFrame(frame)[band_columns(coverages)]
+    return out
 
 
 def adapt_intervals(
