@@ -211,8 +211,9 @@ def accuracy_metrics(
     counted = _counted(validations, None if skill_only else forecasts, None if skill_only else bands, sum_names)
     trades = _trades(None if skill_only else trade_outcomes)
 
-    stamps = [wanted["window_start"], counted["target_window"], trades["scored_window"]]
-    calendar = _calendar(pd.concat([_new_york(s) for s in stamps if len(s)], ignore_index=True))
+    stamps = [_new_york(s) for s in (wanted["window_start"], counted["target_window"], trades["scored_window"])
+              if len(s)]
+    calendar = _calendar(min(s.min() for s in stamps), max(s.max() for s in stamps))
     as_of_position = _positions(calendar, wanted["window_start"])
     target_position = _positions(calendar, counted["target_window"])
     scored_position = _positions(calendar, trades["scored_window"])
@@ -355,6 +356,13 @@ def _as_of_frame(as_of_windows: pd.DataFrame) -> pd.DataFrame:
         return _empty_skipped().drop(columns="reason")
     frame = as_of_windows[["symbol", "window_start"]].reset_index(drop=True)
     frame["window_start"] = _new_york(frame["window_start"])
+    codes, symbols = factorize_runs(frame["symbol"].to_numpy(dtype=object))
+    if len(frame) > 1 and isinstance(frame["window_start"].dtype, pd.DatetimeTZDtype) and pd.api.types.infer_dtype(
+            symbols, skipna=False) == "string":
+        rank = pd.factorize(symbols, sort=True)[0][codes]  # each row's symbol's place in sorted order
+        at = pd.DatetimeIndex(frame["window_start"]).asi8
+        if ((rank[1:] > rank[:-1]) | ((rank[1:] == rank[:-1]) & (at[1:] > at[:-1]))).all():
+            return frame  # sorted by symbol and time with each pair once already (the backtest's origins)
     return frame.drop_duplicates().sort_values(["symbol", "window_start"]).reset_index(drop=True)
 
 
@@ -419,7 +427,8 @@ def _counted(
     finite = np.ones(len(frame), dtype=bool)
     for name in ("actual_close", "predicted_close", "last_close"):
         finite &= np.isfinite(_floats(frame[name]))
-    usable = finite & (frame["status"].astype(str) != INVALID).to_numpy()
+    codes, statuses = factorize_runs(frame["status"].to_numpy(dtype=object))  # a few statuses in long runs
+    usable = finite & ~np.isin(codes, [code for code, status in enumerate(statuses) if str(status) == INVALID])
     frame = rows_at(frame, np.flatnonzero(usable))
     frame["target_window"] = _new_york(frame["target_window"])
     frame["as_of_window"] = _new_york(frame["as_of_window"])
@@ -583,9 +592,9 @@ def _trades(trade_outcomes: pd.DataFrame | None) -> pd.DataFrame:
     )
 
 
-def _calendar(stamps: pd.Series) -> np.ndarray:
-    """Session window starts (UTC nanoseconds) from the earliest to the latest of ``stamps``."""
-    windows = session_windows(stamps.min(), stamps.max() + WINDOW)
+def _calendar(first: pd.Timestamp, last: pd.Timestamp) -> np.ndarray:
+    """Session window starts (UTC nanoseconds) from ``first`` to ``last`` (New York stamps)."""
+    windows = session_windows(first, last + WINDOW)
     return windows.asi8
 
 
