@@ -161,13 +161,12 @@ def _evidence(recent_mase: Mapping[Hashable, Any] | pd.DataFrame, symbols: np.nd
     return np.where(np.isfinite(mase), mase, np.nan), np.where(np.isfinite(p_value), p_value, np.nan)
 
 
-def _best_round_trips(prices: np.ndarray, rising: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(gross return, entry index, exit index) of the best long (``rising``) or short round trip per row of
-    ``prices`` (origins x path positions, NaN-padded at the end; position 0 is the as-of close).
+def _best_round_trips(by_position: np.ndarray, rising: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gross return, entry index, exit index) of the best long (``rising``) or short round trip per column of
+    ``by_position`` (path positions x origins, NaN-padded at the end; position 0 is the as-of close).
 
-    The running extremes run down the path positions of a transposed, contiguous copy (positions x origins): numpy
-    accumulates along the first axis with whole rows at a time, along the last one element by element."""
-    by_position = np.ascontiguousarray(prices.T)
+    The running extremes run down the path positions, each a contiguous row: numpy accumulates along the first axis
+    with whole rows at a time, along the last one element by element."""
     accumulate = np.fmin.accumulate if rising else np.fmax.accumulate
     extreme = accumulate(by_position, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -270,9 +269,10 @@ def recommend_trades(
                          f"{list(FORECAST_COLUMNS)}.")
     keep = forecasts["predicted_close"].notna().to_numpy()
     n_rows = int(keep.sum())
-    as_of_all = _utc_ns(forecasts["as_of_window"])[keep]
-    target_all = _utc_ns(forecasts["target_window"])[keep]
-    names, symbol_code = _symbol_codes(forecasts["symbol"].to_numpy(dtype=object)[keep])
+    kept = slice(None) if n_rows == len(keep) else keep  # every row (the usual case): no copy of every column
+    as_of_all = _utc_ns(forecasts["as_of_window"])[kept]
+    target_all = _utc_ns(forecasts["target_window"])[kept]
+    names, symbol_code = _symbol_codes(forecasts["symbol"].to_numpy(dtype=object)[kept])
     if _ascending(symbol_code, as_of_all, target_all):  # prediction rows usually come in this order already
         rows = np.flatnonzero(keep)
     else:
@@ -302,22 +302,24 @@ def recommend_trades(
         return _with_missing_origins(_empty_recommendations(), recent_mase, origins,
                                      (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)))
     last_close = column("last_close", at=first_rows)
-    prices = _padded(column("predicted_close"), group, position, shape, np.nan)
-    prices[:, 0] = last_close
+    # Path position by origin (each position one contiguous row): the round trips run down the positions.
+    prices = np.full(shape[::-1], np.nan)
+    prices[position + 1, group] = column("predicted_close")
+    prices[0] = last_close
     origin_ns = as_of_all[first_rows]
     hold = settings.workflow.max_holding_windows + 1  # position 0 is the as-of close
-    if prices.shape[1] > hold:  # exits at most max_holding_windows ahead
-        prices = prices[:, :hold]
+    if prices.shape[0] > hold:  # exits at most max_holding_windows ahead
+        prices = prices[:hold]
     lengths = np.diff(np.append(first_rows, n_rows))
 
     def on_path(at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(the position, wrapped as an index into a padded row, whether a forecast row is there, that row)."""
-        wrapped = np.where(at < 0, at + prices.shape[1], at)
+        wrapped = np.where(at < 0, at + prices.shape[0], at)
         present = (wrapped >= 1) & (wrapped <= lengths)
         return wrapped, present, np.minimum(first_rows + np.maximum(wrapped, 1) - 1, n_rows - 1)
 
     if scores is None:
-        confidence = _padded(column("confidence"), group, position, shape, np.nan)[:, : prices.shape[1]]
+        confidence = _padded(column("confidence"), group, position, shape, np.nan)[:, : prices.shape[0]]
         confidence[:, 0] = np.inf  # the as-of close is known: it never lowers a trade's confidence
         level_values = column("confidence_level", object)
     else:  # one confidence per origin: read at the positions wanted, no padded copy of it per row
@@ -357,7 +359,7 @@ def recommend_trades(
     scored = ~np.isnan(trade_conf)
 
     entry_ns, exit_ns = window_at(entry), window_at(exit_)
-    entry_price, exit_price = prices[index, entry], prices[index, exit_]
+    entry_price, exit_price = prices[entry, index], prices[exit_, index]
     origin_stamps = _new_york_stamps(origin_ns)
     symbols = names[symbol_code[first_rows]] if n_rows else np.array([], dtype=object)
     bucket_of = np.select(  # exit_bucket of every origin at once (a flat path has no exit)
@@ -419,7 +421,7 @@ def recommend_trades(
         if why == FLAT_PATH:
             reasons.append(
                 f"{symbol}'s predicted path never {direction} after any point of the week from "
-                f"{prices[i, 0]:.2f}: no trade."
+                f"{prices[0, i]:.2f}: no trade."
             )
             continue
         trade = (
@@ -564,11 +566,18 @@ def _with_missing_origins(
     return out.sort_values(["symbol", "as_of_window"], kind="stable").reset_index(drop=True)
 
 
+_NEW_YORK_DTYPE = pd.DatetimeTZDtype("ns", NEW_YORK)
+
+
 def _typed(out: pd.DataFrame) -> pd.DataFrame:
+    """The output's dtypes (a column already of its type is left as it is)."""
     for name in ("entry_window", "exit_window", "as_of_window"):
-        out[name] = as_utc(out[name]).dt.tz_convert(NEW_YORK).astype(f"datetime64[ns, {NEW_YORK}]")
+        if out[name].dtype != _NEW_YORK_DTYPE:
+            out[name] = as_utc(out[name]).dt.tz_convert(NEW_YORK).astype(_NEW_YORK_DTYPE)
     for name in ("entry_price", "exit_price", "predicted_return_pct", "confidence", "recent_mase", "skill_p_value"):
-        out[name] = out[name].astype("float64")
+        if out[name].dtype != np.float64:
+            out[name] = out[name].astype("float64")
     for name in ("symbol", "model_version", "action", "confidence_level", "held_back_by", "reason"):
-        out[name] = out[name].astype(object)
+        if out[name].dtype != object:
+            out[name] = out[name].astype(object)
     return out
