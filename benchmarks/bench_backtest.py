@@ -6,9 +6,12 @@ weights), then times ``run_backtest`` over every later origin with the model cac
 run's per-stage timings (``--repeat N``: the median of N runs after the first, for a shared, noisy machine).
 Goal (issue #14): at least 10,000 origins per second for a direct model on 2 cores.
 One model serves the whole year (no retraining: ``--retrain-rule`` lets the retraining rule retrain too, which
-adds its own check, ``retrain_rule_s``), so figures compare across versions.
+adds its own check, ``retrain_rule_s``), so figures compare across versions. The process keeps freed memory for
+reuse as the backtest CLI and the Dagster job do (``lstm_pipeline.backtest.memory``; ``--plain-malloc`` leaves
+glibc's defaults, to see its share side by side).
 
     python benchmarks/bench_backtest.py [direct|recursive ...] [--symbol FXY] [--retrain-rule] [--repeat N]
+                                        [--plain-malloc]
 
 ``--simulated PHI`` instead shows the whole loop on the embedded simulated market with its predictable component
 at strength PHI (AAPL, seed 0, 2024-01-02 to 2024-10-01, 100 training sessions, 5 epochs, default rules, or
@@ -42,6 +45,8 @@ def main() -> int:
     parser.add_argument("--retrain-rule", action="store_true", help="also retrain when the retraining rule fires")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="time N runs after the first and print each stage's median")
+    parser.add_argument("--plain-malloc", action="store_true",
+                        help="leave glibc's malloc defaults (the CLI and the Dagster job keep freed memory for reuse)")
     parser.add_argument("--simulated", type=float, default=None, metavar="PHI",
                         help="run the loop on the simulated market with this predictability instead")
     parser.add_argument("--max-holding", type=int, default=None, metavar="N",
@@ -54,6 +59,10 @@ def main() -> int:
     if not DATA.is_dir():
         print(f"{DATA} is not here; this benchmark needs the shared real bars.")
         return 0
+    from lstm_pipeline.backtest.memory import keep_freed_memory
+
+    if not args.plain_malloc:
+        keep_freed_memory()  # as the backtest CLI and the Dagster job do (lstm_pipeline.backtest.memory)
     started = time.perf_counter()
     bars = load_bars(DATA, [args.symbol], "UTC")
     print(f"read {len(bars):,} 15-minute bars of {args.symbol} in {time.perf_counter() - started:.1f} s")

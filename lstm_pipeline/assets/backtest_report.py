@@ -121,6 +121,7 @@ def default_report_dir(db_path: str | Path, now: pd.Timestamp | None = None) -> 
 )
 def backtest_report(context: AssetExecutionContext, config: BacktestConfig, store: PipelineStore) -> MaterializeResult:
     from lstm_pipeline.backtest.cli import BadInput, discover_symbols, load_bars
+    from lstm_pipeline.backtest.memory import keep_freed_memory
     from lstm_pipeline.backtest.report import INTERVAL_PLOT, write_report
     from lstm_pipeline.backtest.walkforward import BacktestDataError, run_backtest
     from lstm_pipeline.forecasting.training import TrainingDataError
@@ -136,6 +137,7 @@ def backtest_report(context: AssetExecutionContext, config: BacktestConfig, stor
         symbols = [s.strip().upper() for s in config.symbols if s.strip()] or discover_symbols(path)
         bars = load_bars(path, symbols, config.file_timezone)
         context.log.info(f"Backtesting {', '.join(symbols)} on {len(bars)} bars from {path}.")
+        keep_freed_memory()  # a run step's process: keep its freed arrays for reuse (backtest.memory)
         result = run_backtest(bars, config.train_sessions, config.retrain_every, settings, _training(config))
     except (BadInput, BacktestDataError, TrainingDataError, ConfigError) as exc:
         raise _fail(str(exc)) from None

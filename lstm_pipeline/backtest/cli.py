@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from lstm_pipeline.backtest.memory import keep_freed_memory
     from lstm_pipeline.backtest.report import report_json, text_table, write_report
     from lstm_pipeline.backtest.walkforward import BacktestDataError, run_backtest
     from lstm_pipeline.settings import ConfigError, load_settings
@@ -148,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise BadInput(str(exc)) from None
     bars = load_bars(path, symbols, args.file_timezone)
+    keep_freed_memory()  # this process exists for the replay: keep its freed arrays for reuse (backtest.memory)
     try:
         result = run_backtest(bars, args.train_sessions, args.retrain_every, settings, _training(args),
                               retrain_rule=not args.no_retrain_rule)
