@@ -519,7 +519,9 @@ def _aci_thetas(realized: np.ndarray, widen: np.ndarray, narrow: np.ndarray) -> 
         increment = np.where(chosen, widen[:, which], narrow[:, which])
         increment *= counted  # x 1 or x 0: exact
         increment[..., 0] += block[..., 0]
-        np.cumsum(increment, axis=-1, out=block[..., 1:])
+        # Summed down the leading axis of a view with positions first: numpy then adds whole [levels, steps] slices
+        # at a time (twice as fast as a 32-element loop per row), each sum still in position order.
+        np.cumsum(np.moveaxis(increment, -1, 0), axis=0, out=np.moveaxis(block[..., 1:], -1, 0))
 
     for start in range(0, origins, ACI_BLOCK):
         cols = slice(start, min(start + ACI_BLOCK, origins))
