@@ -273,8 +273,10 @@ def recommend_trades(
     as_of_all = _utc_ns(forecasts["as_of_window"])[kept]
     target_all = _utc_ns(forecasts["target_window"])[kept]
     names, symbol_code = _symbol_codes(forecasts["symbol"].to_numpy(dtype=object)[kept])
+    every_row_in_order = False
     if _ascending(symbol_code, as_of_all, target_all):  # prediction rows usually come in this order already
         rows = np.flatnonzero(keep)
+        every_row_in_order = n_rows == len(keep)
     else:
         order = np.lexsort((target_all, as_of_all, symbol_code))
         symbol_code, as_of_all, target_all = symbol_code[order], as_of_all[order], target_all[order]
@@ -294,9 +296,13 @@ def recommend_trades(
         if name not in forecasts.columns:
             return np.full(len(chosen), np.nan if dtype == np.float64 else None, dtype=dtype)
         values = forecasts[name]
-        if dtype == np.float64:
-            return values.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)[chosen]
-        return values.to_numpy(dtype=object)[chosen]
+        if dtype != np.float64:
+            array = values.to_numpy(dtype=object)
+        elif values.dtype == np.float64:
+            array = values.to_numpy()  # read only below: no copy
+        else:
+            array = values.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+        return array if at is None and every_row_in_order else array[chosen]
 
     if n_rows == 0:
         return _with_missing_origins(_empty_recommendations(), recent_mase, origins,
