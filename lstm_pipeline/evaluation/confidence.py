@@ -47,6 +47,9 @@ STABILITY_FORECASTS = 4
 """How many earlier forecasts (the last as-of windows before this one) ``prediction_stability`` compares with."""
 PAST_END = np.iinfo(np.int64).min
 """The target of a table cell past the end of a forecast's path (no window has it)."""
+TABLE_CELLS = 131_072
+"""About how many cells of each table ``_forecast_shifts`` lays at a time: a block of forecasts small enough for the
+processor's caches (and for memory the process already has), large enough that each numpy call does much."""
 LEVELS: tuple[tuple[float, str], ...] = ((0.85, "Very High"), (0.7, "High"), (0.5, "Medium"), (0.3, "Low"))
 """The spec's levels: Very Low < 0.3 <= Low < 0.5 <= Medium < 0.7 <= High < 0.85 <= Very High."""
 
@@ -662,11 +665,14 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
     """Per forecast: mean |its predicted close - an earlier forecast's| over its 80% half-width, over the target
     windows it shares with the last ``STABILITY_FORECASTS`` forecasts of its symbol; NaN when none.
 
-    Vectorized: the prediction rows sorted by (symbol, as-of, target) are laid out as a table with one column per
-    forecast (in time order per symbol) and one row per step of its path. The same target in the forecast ``back``
-    columns before sits ``back`` rows further down when the as-of windows in between are consecutive (nearly
-    always): one comparison of two shifted slices of the table pairs those, a binary search in the earlier
-    forecast's path finds the others. Each forecast's ratios are summed down its column, in path order."""
+    Vectorized: the prediction rows sorted by (symbol, as-of, target) are laid out as tables with one column per
+    forecast (in time order per symbol) and one row per step of its path, a block of forecasts at a time. The same
+    target in the forecast ``back`` columns before sits ``back`` rows further down when the as-of windows in
+    between are consecutive (nearly always): one comparison of two shifted slices of the tables pairs those, and a
+    column whose overlap with the earlier path pairs whole (with both closes everywhere) is summed at once. The
+    others: an earlier path shifted further by a skipped origin (``_offset_shifts``), else cell by cell with binary
+    searches (``_paired_shifts``). Each forecast's ratios are summed down its column, in path order, and the sums
+    added up ``back`` by ``back``."""
     shifts = np.full(len(frame), np.nan)
     if predictions is None or predictions.empty:
         return shifts
@@ -680,10 +686,16 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
     predicted = floats("predicted_close")
     halfwidth = np.subtract(floats("upper_80"), floats("lower_80"))
     halfwidth /= 2.0
-    same_symbol = symbol_code[1:] == symbol_code[:-1]
-    same_as_of = same_symbol & (as_of[1:] == as_of[:-1])
-    if not np.all((symbol_code[1:] > symbol_code[:-1]) | (same_symbol & (as_of[1:] > as_of[:-1]))
-                  | (same_as_of & (target[1:] > target[:-1]))):  # not already sorted with each key once
+    one_symbol = symbol_code.strides == (0,)  # ``_key_runs`` gives one code for every row as a broadcast of it
+    same_as_of = as_of[1:] == as_of[:-1]
+    if one_symbol:  # sorted when the as-of windows never go back and the targets of each go forward
+        ordered = bool(np.all(as_of[1:] >= as_of[:-1]) and np.all(np.greater(target[1:], target[:-1]) >= same_as_of))
+    else:
+        same_symbol = symbol_code[1:] == symbol_code[:-1]
+        same_as_of &= same_symbol
+        ordered = bool(np.all((symbol_code[1:] > symbol_code[:-1]) | (same_symbol & (as_of[1:] > as_of[:-1]))
+                              | (same_as_of & (target[1:] > target[:-1]))))
+    if not ordered:  # not already sorted with each key once
         order = np.lexsort((target, as_of, symbol_code))
         symbol_code, as_of, target = symbol_code[order], as_of[order], target[order]
         # drop_duplicates(keep="last"): the stable sort keeps the original order within a key, so keep each run's last.
@@ -702,86 +714,206 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
     forecast_symbol, forecast_as_of = symbol_code[firsts], as_of[firsts]
     # The query's own forecast, found by (symbol, as-of) among the forecasts (sorted by both).
     query_as_of = pd.DatetimeIndex(frame["as_of_window"]).asi8
-    unique_times = np.unique(np.concatenate([forecast_as_of, query_as_of]))
-    forecast_key = forecast_symbol * len(unique_times) + np.searchsorted(unique_times, forecast_as_of)
-    query_key = query_code * len(unique_times) + np.searchsorted(unique_times, query_as_of)
-    own = np.minimum(np.searchsorted(forecast_key, query_key), len(forecast_key) - 1)
-    queries = np.flatnonzero(forecast_key[own] == query_key)
+    if one_symbol:  # the as-of windows alone are in order
+        own = np.minimum(np.searchsorted(forecast_as_of, query_as_of), len(forecast_as_of) - 1)
+        queries = np.flatnonzero((forecast_as_of[own] == query_as_of) & (query_code == forecast_symbol[0]))
+    else:
+        unique_times = np.unique(np.concatenate([forecast_as_of, query_as_of]))
+        forecast_key = forecast_symbol * len(unique_times) + np.searchsorted(unique_times, forecast_as_of)
+        query_key = query_code * len(unique_times) + np.searchsorted(unique_times, query_as_of)
+        own = np.minimum(np.searchsorted(forecast_key, query_key), len(forecast_key) - 1)
+        queries = np.flatnonzero(forecast_key[own] == query_key)
     if len(queries) == 0:
         return shifts
 
-    # The table: one column per forecast, one row per step along its path; a cell past a path's end holds no
-    # target (PAST_END) and NaN closes.
+    # The tables: one column per forecast, one row per step along its path; a cell past a path's end holds no
+    # target (PAST_END) and NaN closes. Laid a block of columns at a time into the same few buffers (each new
+    # table of a million cells costs more in fresh memory than the arithmetic on it), by one boolean mask over
+    # its transpose: the sorted rows are the paths one after the other, as that mask's cells are in order.
     forecasts, steps = len(firsts), int(lengths.max())
-    cell = _cells(firsts, lengths)
-
-    def table(values: np.ndarray, empty: float | int) -> np.ndarray:
-        laid = np.full(steps * forecasts, empty, dtype=values.dtype)
-        laid[cell] = values
-        return laid.reshape(steps, forecasts)
-
-    targets, closes, halfwidths = table(target, PAST_END), table(predicted, np.nan), table(halfwidth, np.nan)
-    on_path = targets != PAST_END
-    total = np.zeros(forecasts)
+    backs = min(STABILITY_FORECASTS, forecasts - 1)
+    on_path = np.arange(steps) < lengths[:, np.newaxis]
+    ends = np.append(firsts[1:], len(target))
+    block = max(TABLE_CELLS // steps, 1)
+    buffers = [np.empty(steps * (block + backs), dtype=dtype) for dtype in (np.int64, np.float64, np.float64)]
+    ratio_buffer = np.empty(steps * block)
+    flag_buffer = np.empty(len(ratio_buffer), dtype=bool)
+    # Each forecast c against the one ``back`` columns before, c - back (per ``back``, item back - 1 of these lists:
+    # one entry per forecast from the ``back``-th on). Is it the same symbol's? The common case, whole columns at
+    # once: the earlier path holds c's first ``overlap`` targets each ``back`` steps further along, and all of them
+    # have both closes. Then exactly those cells pair (c's later targets lie past the earlier path's end, so no
+    # other cell of c shares a target with it): the sum of their ratios down the column, in step order, is c's.
+    # The rest go apart, below.
+    same = [forecast_symbol[back:] == forecast_symbol[:-back] for back in range(1, backs + 1)]
+    overlap = [np.minimum(lengths[back:], lengths[:-back] - back) for back in range(1, backs + 1)]
+    whole = [same[back - 1] & (overlap[back - 1] > 0) for back in range(1, backs + 1)]
+    sums = np.zeros((backs, forecasts))  # each forecast's sum per ``back``, added up in that order at the end
     count = np.zeros(forecasts, dtype=np.int64)
-    # Reused by every ``back`` (a fresh table of cells each time costs more than the arithmetic on it): every cell of
-    # ``ratio`` not paired is set to 0 before it is summed; ``scratch`` holds one boolean table at a time.
-    ratio = np.empty((steps, forecasts))
-    paired = np.empty((steps, forecasts), dtype=bool)
-    scratch = np.empty((steps, forecasts), dtype=bool)
-    for back in range(1, min(STABILITY_FORECASTS, forecasts - 1) + 1):
-        same = np.zeros(forecasts, dtype=bool)  # the forecast ``back`` columns before is the same symbol's
-        same[back:] = forecast_symbol[back:] == forecast_symbol[:-back]
-        # Each cell against the cell ``back`` steps further along the path of the forecast ``back`` columns before
-        # (two cells past their paths' ends match too, but their NaN closes drop them below).
-        cells, partners = np.s_[:max(steps - back, 0), back:], np.s_[back:, :-back]
-        paired.fill(False)
-        np.equal(targets[cells], targets[partners], out=paired[cells])
-        paired[cells] &= same[back:]
-        in_place = ratio[cells]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            np.subtract(closes[cells], closes[partners], out=in_place)
-            np.abs(in_place, out=in_place)
-            np.divide(in_place, halfwidths[cells], out=in_place)
-        # The others: cells whose target lies within the earlier forecast's span but not ``back`` steps on (an
-        # origin skipped between the two forecasts shifts the earlier path further). Their guess: as many steps on
-        # from where the earlier path holds this path's first target (``back`` steps on, unless the first cell found
-        # no partner there: a binary search for those few columns); a binary search for the cells it misses.
-        np.logical_not(paired, out=scratch)
-        scratch &= on_path
-        scratch &= same
-        others = np.flatnonzero(scratch)
-        earlier = others % forecasts - back
-        wanted = targets.ravel()[others]
-        start, end = firsts[earlier], firsts[earlier] + lengths[earlier]
-        spanned = (wanted >= target[start]) & (wanted <= target[end - 1])
-        others, earlier, wanted, start, end = (part[spanned] for part in (others, earlier, wanted, start, end))
-        first_held = firsts[:-back] + back
-        skipped = np.flatnonzero(~paired[0, back:])
-        first_held[skipped] = _positions_in_runs(target, firsts[skipped], firsts[skipped] + lengths[skipped],
-                                                 targets[0, back:][skipped])
-        match = np.where(first_held[earlier] >= 0, first_held[earlier] + others // forecasts, end)
-        match = np.where((match < end) & (target[np.minimum(match, end - 1)] == wanted), match, -1)
-        missed = np.flatnonzero(match < 0)
-        match[missed] = _positions_in_runs(target, start[missed], end[missed], wanted[missed])
-        others, match = others[match >= 0], match[match >= 0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio.ravel()[others] = np.abs(closes.ravel()[others] - predicted[match]) / halfwidths.ravel()[others]
-        paired.ravel()[others] = True
-        # A mean over the pairs that have both closes, as pandas' mean skips NaN: every other cell (``dropped``)
-        # adds 0 and is not counted.
-        dropped = np.isnan(ratio, out=scratch)
-        dropped |= np.logical_not(paired, out=paired)
-        np.copyto(ratio, 0.0, where=dropped)
-        along = np.zeros(forecasts)
-        for step in ratio:  # along each path in step order, as its rows were once summed
-            along += step
-        total += along
-        count += steps - dropped.sum(axis=0)
+    for start in range(0, forecasts, block):
+        stop = min(start + block, forecasts)
+        first = max(start - backs, 0)  # the table's first column: the ``backs`` forecasts before the block too
+        width = stop - first
+        laid = on_path[first:stop]
+        targets, closes, halfwidths = (buffer[:steps * width].reshape(steps, width) for buffer in buffers)
+        for table, values, empty in ((targets, target, PAST_END), (closes, predicted, np.nan),
+                                     (halfwidths, halfwidth, np.nan)):
+            table.fill(empty)
+            table.T[laid] = values[firsts[first]:ends[stop - 1]]
+        for back in range(1, backs + 1):
+            later = max(start, back)  # the block's first forecast with one ``back`` before
+            shape = (steps - back, stop - later)  # cells [:steps - back, later:] against [back:, later - back:]
+            columns = np.s_[later - back:stop - back]  # of the ``back``-th per-forecast arrays
+            if shape[0] <= 0 or shape[1] <= 0 or not whole[back - 1][columns].any():
+                continue
+            cells, partners = np.s_[:shape[0], later - first:], np.s_[back:, later - first - back:width - back]
+            ratio = ratio_buffer[:shape[0] * shape[1]].reshape(shape)
+            flags = flag_buffer[:ratio.size].reshape(shape)
+            lengths_now, lengths_before = lengths[later:stop], lengths[later - back:stop - back]
+            paired, spans = whole[back - 1][columns], overlap[back - 1][columns]
+            # Past the overlap one path has ended: its target is PAST_END and its close NaN. So a column pairs
+            # each cell of its overlap when the only cells that do not pair are those where one path goes on
+            # alone, and has both closes there when its only NaN ratios are those past the overlap.
+            np.not_equal(targets[cells], targets[partners], out=flags)
+            paired &= _column_counts(flags) == np.abs(np.minimum(lengths_now, shape[0])
+                                                      - np.minimum(lengths_before - back, shape[0]))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                np.subtract(closes[cells], closes[partners], out=ratio)
+                np.abs(ratio, out=ratio)
+                np.divide(ratio, halfwidths[cells], out=ratio)
+            np.isnan(ratio, out=flags)
+            paired &= _column_counts(flags) == shape[0] - spans
+            np.copyto(ratio, 0.0, where=flags)  # the cells past the overlap add 0
+            summed = _column_sums(ratio)
+            sums[back - 1, later:stop][paired] = summed[paired]
+            count[later:stop][paired] += spans[paired]
+    for back in range(1, backs + 1):
+        irregular = np.flatnonzero(same[back - 1] & ~whole[back - 1]) + back
+        if len(irregular):  # mostly an origin skipped in between: the earlier path holds c's targets further on
+            done, summed, spans = _offset_shifts(irregular, back, target, predicted, halfwidth, firsts, lengths)
+            sums[back - 1, irregular[done]] = summed
+            count[irregular[done]] += spans
+            irregular = irregular[~done]
+        if len(irregular):
+            summed, kept = _paired_shifts(irregular, back, target, predicted, halfwidth, firsts, lengths, steps)
+            sums[back - 1, irregular] = summed
+            count[irregular] += kept
+    total = np.zeros(forecasts)
+    for summed in sums:  # back by back, as they were once added
+        total += summed
     own = own[queries]
     with np.errstate(invalid="ignore", divide="ignore"):
         shifts[queries] = np.where(count[own] > 0, total[own] / np.maximum(count[own], 1), np.nan)
     return shifts
+
+
+def _column_sums(table: np.ndarray) -> np.ndarray:
+    """The sum down each column of a C-ordered table, row after row (along each path in step order, as its rows
+    were once summed). numpy sums across the rows of such a table by adding each row into the result in turn (its
+    pairwise summation is only along the axis contiguous in memory), unless a single column leaves the rows as that
+    axis: then row by row here."""
+    if table.shape[1] >= 2:
+        return np.add.reduce(table, axis=0)
+    summed = np.zeros(table.shape[1])
+    for row in table:
+        summed += row
+    return summed
+
+
+def _column_counts(flags: np.ndarray) -> np.ndarray:
+    """How many flags are set in each column of a boolean table: summed as bytes while a column cannot overflow one
+    (a pass of a few byte additions, where a count in wider integers converts every cell first)."""
+    if flags.shape[0] < 256:
+        return np.add.reduce(flags.view(np.uint8), axis=0, dtype=np.uint8)
+    return np.count_nonzero(flags, axis=0)
+
+
+def _offset_shifts(
+    later: np.ndarray, back: int, target: np.ndarray, predicted: np.ndarray, halfwidth: np.ndarray,
+    firsts: np.ndarray, lengths: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_forecast_shifts``' whole-column case for the forecasts ``later`` against the ones ``back`` before, at any
+    offset: the earlier path holds c's first target (a binary search per path) and then each of c's next targets
+    one step further, up to the end of either path, with both closes. Exactly those cells pair. Read from the
+    sorted rows (each path a run of them), not the tables: a path's cells are neighbours there. Returns which
+    forecasts are such (``done``) and, for those, the sum of the ratios along the path in step order and how many
+    cells there are."""
+    earlier = later - back
+    held = _positions_in_runs(target, firsts[earlier], firsts[earlier] + lengths[earlier], target[firsts[later]])
+    found = held >= 0
+    later, earlier, held = later[found], earlier[found], held[found]
+    overlap = np.minimum(lengths[later], firsts[earlier] + lengths[earlier] - held)
+    # One path a row; a step past its overlap reads the overlap's last cell again (and is set to 0 below).
+    step = np.minimum(np.arange(int(overlap.max(initial=1))), (overlap - 1)[:, np.newaxis])
+    cell, partner = firsts[later, np.newaxis] + step, held[:, np.newaxis] + step
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.abs(predicted[cell] - predicted[partner]) / halfwidth[cell]
+    ratio[target[cell] != target[partner]] = np.nan  # a cell of the overlap that does not pair: not this case
+    ratio[np.arange(ratio.shape[1]) >= overlap[:, np.newaxis]] = 0.0  # past the overlap: adds nothing
+    sums = np.zeros(len(later))
+    for column in ratio.T:  # along each path in step order, as its rows were once summed
+        sums += column
+    summed = ~np.isnan(sums)
+    done = np.zeros(len(found), dtype=bool)
+    done[np.flatnonzero(found)] = summed
+    return done, sums[summed], overlap[summed]
+
+
+def _paired_shifts(
+    later: np.ndarray, back: int, target: np.ndarray, predicted: np.ndarray, halfwidth: np.ndarray,
+    firsts: np.ndarray, lengths: np.ndarray, steps: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_forecast_shifts``' pairing cell by cell, for the forecasts ``later`` against the forecasts ``back``
+    before (the same symbol's): per forecast the sum of |close - earlier close| / half-width over the cells that
+    pair and have both closes, along its path in step order, and how many such cells.
+
+    A cell pairs with the earlier path's cell ``back`` steps on when that holds the same target; any other cell of
+    the path whose target the earlier path holds (an origin skipped between the two forecasts shifts the earlier
+    path further) pairs with that cell, found by a binary search in the earlier forecast's rows. The paths are
+    laid as tables of their own, one row per forecast and ``steps`` cells (those past a path's end as in
+    ``_forecast_shifts``)."""
+    position = np.arange(steps)
+
+    def rows(forecasts: np.ndarray, values: np.ndarray, empty: float | int) -> np.ndarray:
+        on = position < lengths[forecasts, np.newaxis]
+        return np.where(on, values[np.where(on, firsts[forecasts, np.newaxis] + position, 0)], empty)
+
+    shifted = max(steps - back, 0)
+    earlier = later - back
+    cell_targets, cell_closes, cell_halfwidths = (
+        rows(later, target, PAST_END), rows(later, predicted, np.nan), rows(later, halfwidth, np.nan))
+    earlier_targets, earlier_closes = rows(earlier, target, PAST_END), rows(earlier, predicted, np.nan)
+    paired = np.zeros(cell_targets.shape, dtype=bool)
+    ratio = np.zeros(cell_targets.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.equal(cell_targets[:, :shifted], earlier_targets[:, back:], out=paired[:, :shifted])
+        ratio[:, :shifted] = (np.abs(cell_closes[:, :shifted] - earlier_closes[:, back:])
+                              / cell_halfwidths[:, :shifted])
+        # The others: cells whose target lies within the earlier forecast's span. Their guess: as many steps on
+        # from where the earlier path holds this path's first target (one binary search per path); a binary search
+        # for the cells it misses.
+        start, end = firsts[earlier], firsts[earlier] + lengths[earlier]
+        first_held = _positions_in_runs(target, start, end, cell_targets[:, 0])
+        others = np.flatnonzero((cell_targets != PAST_END) & ~paired)
+        row, step = np.divmod(others, steps)
+        wanted = cell_targets.ravel()[others]
+        start, end, first_held = start[row], end[row], first_held[row]
+        spanned = (wanted >= target[start]) & (wanted <= target[end - 1])
+        others, step, wanted, start, end, first_held = (
+            part[spanned] for part in (others, step, wanted, start, end, first_held))
+        match = np.where(first_held >= 0, first_held + step, end)
+        match = np.where((match < end) & (target[np.minimum(match, end - 1)] == wanted), match, -1)
+        missed = np.flatnonzero(match < 0)
+        match[missed] = _positions_in_runs(target, start[missed], end[missed], wanted[missed])
+        others, match = others[match >= 0], match[match >= 0]
+        ratio.ravel()[others] = np.abs(cell_closes.ravel()[others] - predicted[match]) / cell_halfwidths.ravel()[others]
+    paired.ravel()[others] = True
+    # A mean over the pairs that have both closes, as pandas' mean skips NaN: every other cell adds 0, uncounted.
+    dropped = np.isnan(ratio) | ~paired
+    ratio[dropped] = 0.0
+    along = np.zeros(len(later))
+    for column in ratio.T:  # along each path in step order, as its rows were once summed
+        along += column
+    return along, steps - dropped.sum(axis=1)
 
 
 def _positions_in_runs(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, wanted: np.ndarray) -> np.ndarray:
