@@ -609,10 +609,26 @@ def _mean(values: pd.Series | np.ndarray) -> float | None:
     return float(array.mean()) if len(array) else None
 
 
-def _bucket_report(rows: pd.DataFrame) -> dict[str, Any]:
-    actual = rows["actual_close"].to_numpy(dtype=np.float64)
-    predicted = rows["predicted_close"].to_numpy(dtype=np.float64)
-    last = rows["last_close"].to_numpy(dtype=np.float64)
+def _bucket_columns(scored: pd.DataFrame) -> dict[str, np.ndarray]:
+    """What ``_bucket_report`` reads of the scored validations, each column once as floats (NaN: unknown)."""
+    names = ["actual_close", "predicted_close", "last_close",
+             *(f"{prefix}_{level}" for prefix in ("inside", "interval_score") for level in COVERAGES),
+             *(f"{kind}_band_{what}_{level}" for kind in BAND_KINDS for what in ("interval_score", "inside")
+               for level in COVERAGES)]
+    def floats(column: pd.Series) -> np.ndarray:
+        if column.dtype == np.float64:
+            return column.to_numpy()
+        return column.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+
+    return {name: floats(scored[name]) for name in names}
+
+
+def _bucket_report(columns: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, Any]:
+    """The figures of one horizon bucket from ``_bucket_columns`` at ``rows``."""
+    def at(name: str) -> np.ndarray:
+        return columns[name][rows]
+
+    actual, predicted, last = at("actual_close"), at("predicted_close"), at("last_close")
     naive = np.abs(last - actual).sum()
     entry: dict[str, Any] = {
         "n": int(len(rows)),
@@ -621,15 +637,15 @@ def _bucket_report(rows: pd.DataFrame) -> dict[str, Any]:
         "up_share": _mean(actual > last),
     }
     for level in COVERAGES:
-        entry[f"coverage_{level}"] = _mean(rows[f"inside_{level}"].astype("Float64").to_numpy(na_value=np.nan))
+        entry[f"coverage_{level}"] = _mean(at(f"inside_{level}"))
     for level in COVERAGES:
-        entry[f"interval_score_{level}"] = _mean(rows[f"interval_score_{level}"])
+        entry[f"interval_score_{level}"] = _mean(at(f"interval_score_{level}"))
     for kind in BAND_KINDS:
         for level in COVERAGES:
-            entry[f"{kind}_band_interval_score_{level}"] = _mean(rows[f"{kind}_band_interval_score_{level}"])
+            entry[f"{kind}_band_interval_score_{level}"] = _mean(at(f"{kind}_band_interval_score_{level}"))
     for kind in BAND_KINDS:
         for level in COVERAGES:
-            entry[f"{kind}_band_coverage_{level}"] = _mean(rows[f"{kind}_band_inside_{level}"])
+            entry[f"{kind}_band_coverage_{level}"] = _mean(at(f"{kind}_band_inside_{level}"))
     return entry
 
 
@@ -674,9 +690,13 @@ def _report(
     tally = dict(zip(statuses, np.bincount(codes[codes >= 0], minlength=len(statuses)).tolist(), strict=True))
     counted = len(codes) - tally.get(INVALID, 0)
     rate = float(tally.get(NEEDS_REPREDICTION, 0) / counted) if counted else None
+    columns = _bucket_columns(scored)
+    codes, buckets = factorize_runs(scored["horizon_bucket"].to_numpy(dtype=object))
+    code_of = {bucket: code for code, bucket in enumerate(buckets)}
     return {
         "horizons": {
-            bucket: _bucket_report(scored[scored["horizon_bucket"] == bucket]) for bucket in HORIZON_BUCKETS
+            bucket: _bucket_report(columns, np.flatnonzero(codes == code_of.get(bucket, -2)))
+            for bucket in HORIZON_BUCKETS
         },
         "reprediction_rate": rate,
         "recommendations": _recommendation_report(recommendations, outcomes),
