@@ -666,7 +666,8 @@ def _recommendation_report(recommendations: pd.DataFrame, outcomes: pd.DataFrame
 def _confidence_report(scored: pd.DataFrame, validations: pd.DataFrame, forecasts: pd.DataFrame) -> dict[str, Any]:
     # accuracy._counted aligns its converted stamps on a fresh index: hand it frames with one.
     if "confidence_level" in scored.columns:  # the bucketed validations, already joined with their forecasts
-        table = error_by_confidence(scored.reset_index(drop=True), None)
+        fresh = isinstance(scored.index, pd.RangeIndex) and scored.index.start == 0 and scored.index.step == 1
+        table = error_by_confidence(scored if fresh else scored.reset_index(drop=True), None)
     else:
         table = error_by_confidence(validations[bucket_candidates(validations)].reset_index(drop=True),
                                     forecasts[bucket_candidates(forecasts)].reset_index(drop=True))
