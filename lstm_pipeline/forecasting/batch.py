@@ -481,19 +481,15 @@ def _rows(
     so a million rows are written once instead of gathered and then stacked again by the DataFrame constructor."""
     lengths = origins.lengths[keep]
     prices = np.empty((len(PRICE_COLUMNS), int(lengths.sum())), dtype=np.float64)
-    cells = np.flatnonzero(published)  # the published cells, found once for every column
-    for index, name in enumerate(PRICE_COLUMNS[:-1]):
-        if name in values:
-            np.take(np.ascontiguousarray(values[name]).reshape(-1), cells, out=prices[index])
-        else:
-            prices[index] = np.nan
+    for index, name in enumerate(PRICE_COLUMNS[:-1]):  # a boolean mask reads these faster than a flat index
+        prices[index] = values[name][published] if name in values else np.nan
     prices[-1] = np.repeat(origins.last_close[keep], lengths)
     targets = origins.targets if bool(keep.all()) else origins.targets[np.repeat(keep, origins.lengths)]
     as_of = np.repeat(origins.as_of.asi8[keep], lengths)  # an aware index's asi8 is UTC
     frame = pd.DataFrame(prices.T, columns=list(PRICE_COLUMNS), copy=False)
     frame.insert(0, "symbol", origins.symbol)
     frame.insert(1, "as_of_window", pd.DatetimeIndex(as_of, tz="UTC").tz_convert(NEW_YORK))
-    frame.insert(2, "horizon_step", steps.take(cells % published.shape[1]))
+    frame.insert(2, "horizon_step", np.broadcast_to(steps, published.shape)[published])
     frame.insert(3, "target_window", pd.DatetimeIndex(targets, tz="UTC").tz_convert(NEW_YORK))
     frame["forecast_mode"] = model.config.forecast_mode
     frame["model_version"] = model.version
