@@ -87,10 +87,11 @@ def main() -> int:
         timings = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
         stages = ", ".join(f"{name} {seconds:.2f}" for name, seconds in timings.items() if name != "training_s")
         after = timings["after_training_s"]
+        best = min(run["after_training_s"] for run in runs)
         print(
             f"{mode:9s}: {result.origins:,} origins; first run (training included) {first:.1f} s; after training "
             f"{after:.2f} s = {result.origins / after:,.0f} origins/s"
-            f"{f' (median of {len(runs)})' if len(runs) > 1 else ''} ({stages})"
+            f"{f' (median of {len(runs)}; best {result.origins / best:,.0f}/s)' if len(runs) > 1 else ''} ({stages})"
         )
     return 0
 

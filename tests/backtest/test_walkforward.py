@@ -91,6 +91,23 @@ def test_pooled_figures_are_the_validations_figures(backtest):
     assert backtest.report["pooled"]["horizons"]["1_day"]["n"] == sum(per_symbol)
 
 
+def test_forecast_rows_found_from_the_paths_layout_equal_a_join_however_the_rows_come(backtest):
+    from lstm_pipeline.backtest.walkforward import _forecast_rows, _row_positions
+
+    counted = backtest.validations.reset_index(drop=True)
+    rng = np.random.default_rng(7)
+    forecasts = backtest.forecasts
+    layouts = {
+        "as forecast": forecasts,
+        "shuffled": forecasts.take(rng.permutation(len(forecasts))).reset_index(drop=True),
+        "with gaps": forecasts.drop(index=rng.choice(len(forecasts), 500, replace=False)).reset_index(drop=True),
+    }
+    for name, rows in layouts.items():
+        found = _forecast_rows(counted, rows)
+        assert np.array_equal(found, _row_positions(counted, rows)), name
+    assert (_forecast_rows(counted, forecasts) >= 0).all()
+
+
 def test_the_skill_gate_reads_only_the_mase_known_at_each_origin(backtest):
     recommendations = backtest.recommendations
     first = recommendations.sort_values("as_of_window").groupby("symbol").head(26)
