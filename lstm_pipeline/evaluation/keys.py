@@ -44,11 +44,34 @@ def factorize_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     per run of equal neighbours (``run_heads``)."""
     if len(values) < 2:
         return pd.factorize(values)
+    if values.dtype == object and len(moved_positions(values)) > len(values) // 4:
+        return _factorize_objects(values)  # few runs (a bucket name per row): no neighbour is worth comparing
     heads = run_heads(values)
     if heads is None:  # a value that does not compare (pd.NA): hash every one
         return pd.factorize(values)
-    codes, uniques = pd.factorize(values[heads])
+    codes, uniques = _factorize_objects(values[heads])
+    if len(heads) == len(values):  # no run longer than one row
+        return codes, uniques
     return np.repeat(codes, np.diff(np.append(heads, len(values)))), uniques
+
+
+def _factorize_objects(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(values)``, for an object array holding few distinct objects (a bucket name per row, say) by
+    their addresses: integers hash far faster than strings, and only one value per distinct object is compared.
+    The objects are numbered by first appearance, so their values are too: the same codes and uniques."""
+    if values.dtype != object or len(values) < 64:
+        return pd.factorize(values)
+    try:
+        addresses = np.frombuffer(np.ascontiguousarray(values), dtype=np.intp)
+    except (TypeError, ValueError, BufferError):
+        return pd.factorize(values)
+    object_code, distinct = pd.factorize(addresses)
+    if len(distinct) > len(values) // 4:  # mostly distinct objects: hashing the values is no slower
+        return pd.factorize(values)
+    first = np.empty(len(distinct), dtype=np.int64)
+    first[object_code[::-1]] = np.arange(len(values) - 1, -1, -1)  # the last write, the first appearance, wins
+    value_code, uniques = pd.factorize(values[first])
+    return value_code[object_code], uniques
 
 
 def as_text(values: pd.Series) -> np.ndarray:
