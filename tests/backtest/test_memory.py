@@ -1,4 +1,4 @@
-"""The backtest process keeps freed memory for reuse where glibc's malloc can be told to (lstm_pipeline.backtest.memory)."""
+"""A backtest process keeps freed memory for reuse where glibc's malloc can be told to (backtest.memory)."""
 
 import platform
 import subprocess
