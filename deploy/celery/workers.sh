@@ -33,6 +33,10 @@ start() {
   require_env
   local count="${1:-2}"
   mkdir -p "$WORKER_DIR"
+  # The instance's tables first (idempotent): workers that create them at once on a fresh database collide
+  # ("type run_tags already exists") and one of them exits.
+  (cd "$ROOT" && dagster instance migrate >"$WORKER_DIR/instance-migrate.log" 2>&1) \
+    || fail "dagster instance migrate failed (see $WORKER_DIR/instance-migrate.log); check DAGSTER_HOME's Postgres settings."
   for i in $(seq 1 "$count"); do
     local pid_file="$WORKER_DIR/worker-$i.pid"
     if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
