@@ -4,10 +4,10 @@ A replay allocates and frees arrays of 1-30 MB by the hundred (a year of one sym
 column). glibc serves a block that large with a fresh ``mmap`` unless its dynamic threshold has risen past it, and
 returns the top of the heap to the system once 128 kB or more of it is free; every page of a fresh block then costs
 a page fault (about 2.5 us here) when first written. Raising the mmap threshold to its maximum (32 MiB) and the trim
-threshold to 512 MiB keeps those blocks in the heap, where the next stage reuses them warm: about 5% of the backtest
-after training on this 2-core machine (``benchmarks/bench_backtest.py``). The price is a process that holds on to
-up to 512 MiB of freed memory until it exits, which a backtest CLI or Dagster run process does soon after. Other
-platforms (or a libc without ``mallopt``) are left as they are.
+threshold to 512 MiB keeps those blocks in the heap, where the next stage reuses them warm: 5-15% of the backtest
+after training on this 2-core machine (``benchmarks/bench_backtest.py``, whose ``--plain-malloc`` compares). The
+price is a process that holds on to up to 512 MiB of freed memory until it exits, which a backtest CLI or Dagster
+run process does soon after. Other platforms (or a libc without ``mallopt``) are left as they are.
 """
 
 from __future__ import annotations
