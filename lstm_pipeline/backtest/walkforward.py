@@ -51,7 +51,7 @@ from lstm_pipeline.evaluation.accuracy import (
     horizon_buckets,
 )
 from lstm_pipeline.evaluation.confidence import confidence_scores, forecast_summaries, model_test_mase
-from lstm_pipeline.evaluation.keys import as_text, factorize_runs, rows_at
+from lstm_pipeline.evaluation.keys import as_floats, as_text, factorize_runs, rows_at
 from lstm_pipeline.evaluation.lifecycle import first_retrain
 from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.evaluation.validation import INVALID, NEEDS_REPREDICTION, validate_predictions
@@ -328,8 +328,6 @@ def run_backtest(
         outcomes = score_recommendations(recommendations, all_bars, settings)
         timings["recommendations_s"] = time.perf_counter() - step
         step = time.perf_counter()
-        # The forecasts a bucketed figure can read (the same few percent of rows as the validations): the joins below
-        # then match tens of thousands of rows instead of every step of every path.
         # Each scored validation's intervals are read at its forecast row (found from the paths' layout) and its
         # confidence level at its origin's score: no selection or join of the ~10^6 forecast rows.
         scored = scored_validations(bucketed, predictions, per_symbol, bands, scores)
@@ -642,12 +640,7 @@ def _bucket_columns(scored: pd.DataFrame) -> dict[str, np.ndarray]:
              *(f"{prefix}_{level}" for prefix in ("inside", "interval_score") for level in COVERAGES),
              *(f"{kind}_band_{what}_{level}" for kind in BAND_KINDS for what in ("interval_score", "inside")
                for level in COVERAGES)]
-    def floats(column: pd.Series) -> np.ndarray:
-        if column.dtype == np.float64:
-            return column.to_numpy()
-        return column.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
-
-    return {name: floats(scored[name]) for name in names}
+    return {name: as_floats(scored[name]) for name in names}
 
 
 def _bucket_report(columns: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, Any]:
@@ -714,16 +707,17 @@ def _report(
     scored: pd.DataFrame, validations: pd.DataFrame, forecasts: pd.DataFrame, recommendations: pd.DataFrame,
     outcomes: pd.DataFrame,
 ) -> dict[str, Any]:
-    codes, statuses = factorize_runs(validations["status"].to_numpy(dtype=object))  # a few statuses in long runs
-    tally = dict(zip(statuses, np.bincount(codes[codes >= 0], minlength=len(statuses)).tolist(), strict=True))
-    counted = len(codes) - tally.get(INVALID, 0)
+    status_code, statuses = factorize_runs(validations["status"].to_numpy(dtype=object))  # few, in long runs
+    tally = dict(zip(statuses, np.bincount(status_code[status_code >= 0], minlength=len(statuses)).tolist(),
+                     strict=True))
+    counted = len(status_code) - tally.get(INVALID, 0)
     rate = float(tally.get(NEEDS_REPREDICTION, 0) / counted) if counted else None
     columns = _bucket_columns(scored)
-    codes, buckets = factorize_runs(scored["horizon_bucket"].to_numpy(dtype=object))
+    bucket_code, buckets = factorize_runs(scored["horizon_bucket"].to_numpy(dtype=object))
     code_of = {bucket: code for code, bucket in enumerate(buckets)}
     return {
         "horizons": {
-            bucket: _bucket_report(columns, np.flatnonzero(codes == code_of.get(bucket, -2)))
+            bucket: _bucket_report(columns, np.flatnonzero(bucket_code == code_of.get(bucket, -2)))
             for bucket in HORIZON_BUCKETS
         },
         "reprediction_rate": rate,

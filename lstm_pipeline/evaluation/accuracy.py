@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline.evaluation.keys import factorize_runs, rows_at
+from lstm_pipeline.evaluation.keys import as_floats, factorize_runs, rows_at
 from lstm_pipeline.evaluation.stamps import as_new_york
 from lstm_pipeline.market.calendar import NEW_YORK, SLOTS_PER_SESSION, WINDOW, session_windows
 
@@ -130,8 +130,6 @@ _SUMS = (
     *(f"{kind}_{name}{level}" for kind in BAND_KINDS for level in (80, 95) for name in ("in_n", "in", "w_n", "w")),
 )
 _TRADE_SUMS = ("trades", "hits", "returns_n", "returns")
-SKILL_COLUMNS: tuple[str, ...] = ("n", "mase", "skill_p_value")
-"""The metrics the skill gate reads (``accuracy_metrics(..., skill_only=True)`` computes only these)."""
 _SKILL_SUMS = ("n", "abs_err", "naive_abs_err")
 _SKILL_INPUTS = ("symbol", "as_of_window", "target_window", "horizon_step", "status", "actual_close",
                  "predicted_close", "last_close", "naive_abs_error_pct")
@@ -201,7 +199,7 @@ def accuracy_metrics(
     validated (origin, target) pairs (``baseline_band_rows``; without them the ``*_band_*`` columns are null).
     A (symbol, span, bucket) with no counted
     validation gets no row; a (symbol, window_start) with no row at all is in ``skipped`` with the reason.
-    ``skill_only`` fills only ``SKILL_COLUMNS`` (n, mase, skill_p_value: what the skill gate reads; the same numbers)
+    ``skill_only`` fills only n, mase and skill_p_value (what the skill gate reads; the same numbers)
     and sums nothing else: the backtest asks it at every origin of a symbol-year.
     """
     wanted = _as_of_frame(as_of_windows)
@@ -426,7 +424,7 @@ def _counted(
         frame = frame[[name for name in inputs if name in frame.columns]]
     finite = np.ones(len(frame), dtype=bool)
     for name in ("actual_close", "predicted_close", "last_close"):
-        finite &= np.isfinite(_floats(frame[name]))
+        finite &= np.isfinite(as_floats(frame[name]))
     codes, statuses = factorize_runs(frame["status"].to_numpy(dtype=object))  # a few statuses in long runs
     usable = finite & ~np.isin(codes, [code for code, status in enumerate(statuses) if str(status) == INVALID])
     frame = rows_at(frame, np.flatnonzero(usable))
@@ -457,7 +455,7 @@ def _counted(
     def column(name: str) -> np.ndarray:
         if name not in frame.columns:
             return np.full(len(frame), np.nan)
-        return _floats(frame[name])
+        return as_floats(frame[name])
 
     actual = column("actual_close")
     predicted = column("predicted_close")
@@ -552,13 +550,6 @@ def _skill_p_value(n: np.ndarray, differential: np.ndarray, batched: np.ndarray,
         p_value = np.where(usable & ~constant, stdtr(np.where(usable, freedom, 1.0), statistic), np.nan)
         p_value = np.where(constant & (mean < 0), 0.0, np.where(constant & (mean > 0), 1.0, p_value))
     return p_value
-
-
-def _floats(values: pd.Series) -> np.ndarray:
-    """The values as float64 with NaN for null, whatever the column's dtype (object, nullable or float)."""
-    if values.dtype == np.float64:
-        return values.to_numpy()
-    return values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _winkler(lower: np.ndarray, upper: np.ndarray, actual: np.ndarray, alpha: float) -> np.ndarray:

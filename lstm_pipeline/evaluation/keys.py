@@ -26,12 +26,13 @@ def moved_positions(values: np.ndarray) -> np.ndarray:
     return np.arange(max(len(values) - 1, 0))
 
 
-def run_heads(values: np.ndarray) -> np.ndarray:
-    """The first position of every run of equal neighbours (None if a value does not compare, as pd.NA)."""
+def run_heads(values: np.ndarray, moved: np.ndarray | None = None) -> np.ndarray:
+    """The first position of every run of equal neighbours (None if a value does not compare, as pd.NA);
+    ``moved``: ``moved_positions(values)`` when already known."""
     values = np.asarray(values)
     if len(values) < 2:
         return np.arange(len(values))
-    moved = moved_positions(values)
+    moved = moved_positions(values) if moved is None else moved
     try:
         changed = np.asarray(values[moved + 1] != values[moved], dtype=bool)
     except (TypeError, ValueError):
@@ -44,9 +45,10 @@ def factorize_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     per run of equal neighbours (``run_heads``)."""
     if len(values) < 2:
         return pd.factorize(values)
-    if values.dtype == object and len(moved_positions(values)) > len(values) // 4:
+    moved = moved_positions(values)
+    if values.dtype == object and len(moved) > len(values) // 4:
         return _factorize_objects(values)  # few runs (a bucket name per row): no neighbour is worth comparing
-    heads = run_heads(values)
+    heads = run_heads(values, moved)
     if heads is None:  # a value that does not compare (pd.NA): hash every one
         return pd.factorize(values)
     codes, uniques = _factorize_objects(values[heads])
@@ -84,6 +86,14 @@ def as_text(values: pd.Series) -> np.ndarray:
     return values.astype(str).to_numpy(dtype=object)
 
 
+def as_floats(values: pd.Series) -> np.ndarray:
+    """The values as float64 with NaN for null, whatever the column's dtype (object, nullable or float); a float64
+    column as it is, without a copy (read it, never write it)."""
+    if values.dtype == np.float64:
+        return values.to_numpy()
+    return values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+
+
 def rows_at(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
     """The rows of ``frame`` at ``positions`` as a new frame indexed 0..n-1: one copy (a filter and then
     ``reset_index`` copy a batch of ~10^5 rows twice)."""
@@ -100,4 +110,4 @@ def sorted_codes(values: np.ndarray) -> np.ndarray:
     return np.where(codes >= 0, pd.factorize(uniques, sort=True)[0][codes], -1)
 
 
-__all__ = ["as_text", "factorize_runs", "moved_positions", "rows_at", "run_heads", "sorted_codes"]
+__all__ = ["as_floats", "as_text", "factorize_runs", "moved_positions", "rows_at", "run_heads", "sorted_codes"]
