@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline.evaluation.keys import run_heads
+from lstm_pipeline.evaluation.keys import as_floats, run_heads
 from lstm_pipeline.evaluation.stamps import as_datetimes
 from lstm_pipeline.market.calendar import NEW_YORK, session_windows
 from lstm_pipeline.storage.tables import CONFIDENCE_FACTORS
@@ -544,13 +544,6 @@ def _joint_codes(event_keys: list[np.ndarray], query_keys: list[np.ndarray]) -> 
     return np.broadcast_to(np.where(event_null, -1, event_code), (events_count,)), query_code
 
 
-def _floats(column: pd.Series) -> np.ndarray:
-    """A column as float64 with NaN for a null; a float64 column as it is (read, never written)."""
-    if column.dtype == np.float64:
-        return column.to_numpy()
-    return column.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
-
-
 def _trailing_sums(
     event_code: np.ndarray,
     timeline: tuple[np.ndarray, np.ndarray],
@@ -632,8 +625,8 @@ def _validation_record(
     query_times = pd.DatetimeIndex(frame["as_of_window"]).asi8
     symbol, query_symbol = _key_codes(validations["symbol"], frame["symbol"])
     version, query_version = _key_codes(validations["model_version"], frame["model_version"])
-    abs_error = _floats(validations["abs_error_pct"])
-    naive = _floats(validations["naive_abs_error_pct"])
+    abs_error = as_floats(validations["abs_error_pct"])
+    naive = as_floats(validations["naive_abs_error_pct"])
     event_code, query_code = _joint_codes([symbol, version], [query_symbol, query_version])
     by_version = _trailing_sums(event_code, timeline, ~np.isnan(abs_error) & ~np.isnan(naive),
                                 {"model": abs_error, "naive": naive}, query_code, query_times, span)
@@ -681,7 +674,7 @@ def _forecast_shifts(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> n
     target = pd.DatetimeIndex(as_datetimes(predictions["target_window"])).asi8
 
     def floats(name: str) -> np.ndarray:
-        return _floats(predictions[name]) if name in predictions.columns else np.full(len(predictions), np.nan)
+        return as_floats(predictions[name]) if name in predictions.columns else np.full(len(predictions), np.nan)
 
     predicted = floats("predicted_close")
     halfwidth = np.subtract(floats("upper_80"), floats("lower_80"))
