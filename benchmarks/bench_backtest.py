@@ -2,9 +2,12 @@
 
 Reads FXY's two years of 1-minute bars from ``../shared/data/real_bars_1m_2y/`` (aggregated to 15-minute windows,
 naive UTC stamps), trains once on the first 200 sessions (2 epochs: the speed after training does not depend on the
-weights), then times ``run_backtest`` over every later origin with the model cached, twice, and prints the second
-run's per-stage timings (``--repeat N``: the median of N runs after the first, for a shared, noisy machine).
-Goal (issue #14): at least 10,000 origins per second for a direct model on 2 cores.
+weights), then times ``run_backtest`` over every later origin with the model cached and prints the per-stage timings
+(``--repeat N``: the median of N runs after the first, for a shared, noisy machine). Each timed run is made two ways
+(all the runs of one way, then the other's): as the CLI runs it, with the steps that need none of the main line's
+results yet on a worker thread beside it ("two lines", the second core), and all in line ("in line",
+``second_core=False``), with their ratio. Goal (issue #14): at least 10,000 origins per second for a direct model on
+2 cores.
 One model serves the whole year (no retraining: ``--retrain-rule`` lets the retraining rule retrain too, which
 adds its own check, ``retrain_rule_s``), so figures compare across versions. The process keeps freed memory for
 reuse as the backtest CLI and the Dagster job do (``lstm_pipeline.backtest.memory``; ``--plain-malloc`` leaves
@@ -80,19 +83,29 @@ def main() -> int:
         started = time.perf_counter()
         run_backtest(bars, 200, 0, settings, model_factory=factory, retrain_rule=args.retrain_rule)
         first = time.perf_counter() - started
-        runs = []  # each run's timings only: a result holds ~10^6 rows
-        for _ in range(max(args.repeat, 1)):
-            result = run_backtest(bars, 200, 0, settings, model_factory=factory, retrain_rule=args.retrain_rule)
-            runs.append(result.timings)
-        timings = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
-        stages = ", ".join(f"{name} {seconds:.2f}" for name, seconds in timings.items() if name != "training_s")
-        after = timings["after_training_s"]
-        best = min(run["after_training_s"] for run in runs)
-        print(
-            f"{mode:9s}: {result.origins:,} origins; first run (training included) {first:.1f} s; after training "
-            f"{after:.2f} s = {result.origins / after:,.0f} origins/s"
-            f"{f' (median of {len(runs)}; best {result.origins / best:,.0f}/s)' if len(runs) > 1 else ''} ({stages})"
-        )
+        # Each run's timings only (a result holds ~10^6 rows). The runs of one way follow each other, as in the
+        # process of a CLI or Dagster run (one way only): alternating them slows the runs with the worker by ~8%
+        # here (each way leaves glibc's heaps laid out for itself).
+        ways = {"two lines": None, "in line": False}  # run_backtest's second_core: None = a worker beside the main
+        runs: dict[str, list[dict[str, float]]] = {way: [] for way in ways}
+        for way, second_core in ways.items():
+            for _ in range(max(args.repeat, 1)):
+                result = run_backtest(bars, 200, 0, settings, model_factory=factory, retrain_rule=args.retrain_rule,
+                                      second_core=second_core)
+                runs[way].append(result.timings)
+        print(f"{mode}: {result.origins:,} origins; first run (training included) {first:.1f} s; after training:")
+        medians = {}
+        for way, timed in runs.items():
+            timings = {name: statistics.median(run[name] for run in timed) for name in timed[0]}
+            stages = ", ".join(f"{name} {seconds:.2f}" for name, seconds in timings.items() if name != "training_s")
+            after = medians[way] = timings["after_training_s"]
+            best = min(run["after_training_s"] for run in timed)
+            print(
+                f"  {way:9s}: {after:.2f} s = {result.origins / after:,.0f} origins/s"
+                f"{f' (median of {len(timed)}; best {result.origins / best:,.0f}/s)' if len(timed) > 1 else ''}"
+                f" ({stages})"
+            )
+        print(f"  the worker beside the main line: {medians['in line'] / medians['two lines']:.2f}x")
     return 0
 
 

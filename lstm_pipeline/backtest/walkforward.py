@@ -24,6 +24,13 @@ perturbing the bars after an origin leaves that origin's forecast and validation
 
 The two baseline bands of the issue (``forecasting.bands.baseline_bands``: naive and time-of-day) are scored on the
 same origins and targets, so the report's interval scores compare like with like.
+
+Two cores: the steps that need none of the main line's results yet run on a worker thread beside it
+(``_second_core``): the baseline bands (from the bars, during adaptation), confidence's bar statistics and forecast
+shifts (``prepare_confidence``, during validation), then, while the main line reads the skill gate's evidence and
+applies the trade rules, the confidence scores, the scored validations and the validations' sentences
+(``judge_predictions``). numpy releases the interpreter lock in its array loops, so the two lines overlap; the
+results are the same as all in line (``second_core=False``; ``tests/backtest`` checks it).
 """
 
 from __future__ import annotations
@@ -32,9 +39,11 @@ import contextlib
 import copy
 import functools
 import gc
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,11 +59,21 @@ from lstm_pipeline.evaluation.accuracy import (
     error_by_confidence,
     horizon_buckets,
 )
-from lstm_pipeline.evaluation.confidence import confidence_scores, forecast_summaries, model_test_mase
+from lstm_pipeline.evaluation.confidence import (
+    forecast_summaries,
+    model_test_mase,
+    prepare_confidence,
+    scores_with_validations,
+)
 from lstm_pipeline.evaluation.keys import as_floats, as_text, factorize_runs, rows_at
 from lstm_pipeline.evaluation.lifecycle import first_retrain
 from lstm_pipeline.evaluation.stamps import as_new_york
-from lstm_pipeline.evaluation.validation import INVALID, NEEDS_REPREDICTION, validate_predictions
+from lstm_pipeline.evaluation.validation import (
+    INVALID,
+    NEEDS_REPREDICTION,
+    judge_predictions,
+    validate_predictions,
+)
 from lstm_pipeline.forecasting.batch import forecast_windows
 from lstm_pipeline.forecasting.training import TrainingDataError, TrainingSettings
 from lstm_pipeline.market.calendar import NEW_YORK, WINDOW
@@ -75,6 +94,7 @@ WEEK_SESSIONS = 5
 HORIZONS = ("week",)
 BAND_KINDS = ("naive", "tod")
 COVERAGES = (80, 95)
+_BOUNDS = ("lower_80", "upper_80", "lower_95", "upper_95")
 
 ModelFactory = Callable[[str, pd.DataFrame], "LoadedModel"]
 """(symbol, the bars to train on) -> a model ready to forecast; the default trains with ``train_symbol``."""
@@ -97,11 +117,14 @@ class BacktestResult:
     recommendations: pd.DataFrame
     outcomes: pd.DataFrame
     scored: pd.DataFrame
-    """One row per counted validation with its bucket, interval scores and both bands' scores (report input)."""
+    """One row per counted validation (its columns but ``status_reason``) with its bucket, interval scores and both
+    bands' scores (report input)."""
     models: pd.DataFrame
     """One row per trained model: symbol, first and last origin it served, version, mode, training seconds."""
     skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage of the main line (``after_training_s``: all of it after training, wall clock), and
+    ``beside_s``: the steps run beside it on the second core (in line without one: inside the stage they start in)."""
     bands_available: bool = True
     intervals: str = "conformal (as trained)"
     """Which intervals were scored: the model's conformal ones, or those adapted as the validations arrived."""
@@ -137,6 +160,58 @@ def _collection_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+class _SecondCore:
+    """A worker thread for the replay's steps whose inputs are ready while the main line is still busy: numpy
+    releases the interpreter lock in its array loops, so on two cores the two lines overlap (a thread, not a
+    process: no copy of the ~10^6-row frames). Work runs in the order it is submitted; ``busy_s`` is its own time.
+    Without a pool (one core, or asked for) each step runs in line when submitted, with the same results."""
+
+    def __init__(self, pool: ThreadPoolExecutor | None) -> None:
+        self._pool = pool
+        self.busy_s = 0.0
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Future:
+        def timed() -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args)
+            finally:
+                self.busy_s += time.perf_counter() - started
+
+        if self._pool is not None:
+            return self._pool.submit(timed)
+        done: Future = Future()
+        try:
+            done.set_result(timed())
+        except Exception as exc:  # raised where the main line asks for the result, as from the thread
+            done.set_exception(exc)
+        return done
+
+
+def _cores() -> int:
+    """The processors this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _second_core(enabled: bool | None = None) -> Iterator[_SecondCore]:
+    """A ``_SecondCore`` for the block (``enabled`` None: when the process may use two processors or more); on the
+    way out its work is waited for, or dropped where not started yet after an error on the main line."""
+    if not (_cores() >= 2 if enabled is None else enabled):
+        yield _SecondCore(None)
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backtest")
+    try:
+        yield _SecondCore(pool)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _bands_module() -> Any | None:
@@ -201,6 +276,7 @@ def run_backtest(
     horizon: str = "week",
     adapt: bool = True,
     retrain_rule: bool = True,
+    second_core: bool | None = None,
 ) -> BacktestResult:
     """Walk forward over ``bars`` (bar schema, one or more symbols); see the module docstring.
 
@@ -212,6 +288,9 @@ def run_backtest(
     the serving model, or a model older than ``workflow.retrain_max_model_age_days``), checked after each session's
     last window; the new model, trained on every bar before the next session, serves from that session on (the
     replay has no champion to beat: the retrained model serves).
+    ``second_core`` runs the steps that need none of the main line's results yet (the baseline bands, the confidence
+    scores, the scored validations, the validations' sentences) on a worker thread beside it: None (the default)
+    when the process may use two processors or more, False all in line (the same results).
     Raises ``BacktestDataError`` (one sentence) when a symbol's history is too short for the request.
     """
     if horizon not in HORIZONS:
@@ -285,7 +364,10 @@ def run_backtest(
             })
             cause = "; ".join(causes.values()) if fired is not None else f"every {retrain_every} sessions"
 
-    with _collection_paused():  # see _collection_paused
+    # The main line (adaptation, validation, confidence, trade rules, report) runs here; what needs none of its
+    # results yet runs beside it on the second core (see the module docstring). Each stage's timing is the main
+    # line's.
+    with _collection_paused(), _second_core(second_core) as beside:  # see _collection_paused
         started = time.perf_counter()
         all_bars = pd.concat(list(per_symbol.values()), ignore_index=True)
         if len(frames) == 1 and frames[0].index.equals(pd.RangeIndex(len(frames[0]))):  # one block: its rows as is
@@ -295,24 +377,44 @@ def run_backtest(
         if predictions.empty:
             first = next(iter(skipped.values()), ("", "no origin could be forecast"))[1]
             raise BacktestDataError(f"The backtest produced no forecast: {first}")
+        worker_bars = {symbol: rows.copy(deep=False) for symbol, rows in per_symbol.items()}
+        baseline = None
+        if bands is not None:  # every planned origin, at every step a bucket can read: a superset of those scored
+            planned = {symbol: _planned(blocks) for symbol, blocks in plans.items()}
+            baseline = beside.submit(
+                _baseline_band_frames, bands, worker_bars, planned, predictions["horizon_step"].to_numpy(),
+                _instants(predictions["as_of_window"]), _instants(predictions["target_window"]),
+            )
         adapted = bands is not None and adapt and hasattr(bands, "adapt_intervals")
         step = time.perf_counter()
         if adapted:
             predictions = _adapted(bands, predictions, per_symbol)
         timings["adapt_s"] = time.perf_counter() - step
         step = time.perf_counter()
-        validations = validate_predictions(predictions, all_bars, None, settings.validation_threshold).rows
+        filled = [frame for frame in summaries if len(frame)] or summaries[:1]  # blocks with no forecast add nothing
+        summary = pd.concat(filled, ignore_index=True)
+        origins = pd.DataFrame({  # one row per forecast (symbol, as-of window), as the confidence scores list them
+            "symbol": summary["symbol"].to_numpy(),
+            "as_of_window": as_new_york(summary["as_of_window"]).array,
+        })
+        # Beside validation: what confidence reads of the bars and paths (each frame handed over is the worker's
+        # alone or a shallow copy, so neither line's pandas bookkeeping touches the other's frames).
+        prepared = beside.submit(prepare_confidence, summary, all_bars.copy(deep=False), predictions.copy(deep=False))
+        confidence_s = time.perf_counter() - step
+        step = time.perf_counter()
+        judged, writing = judge_predictions(predictions, all_bars, None, settings.validation_threshold)
+        validations = judged.rows  # without status_reason: its sentences are written beside the main line
         bucketed = rows_at(validations, np.flatnonzero(bucket_candidates(validations)))
         timings["validation_s"] = time.perf_counter() - step
+        # Beside the skill gate's evidence (here): the confidence scores, then the scored validations and the
+        # validations' sentences (read by nothing before the end).
+        scoring_confidence = beside.submit(_confidence_beside, prepared, validations.copy(deep=False),
+                                           settings.confidence_factor_weights)
+        scoring = beside.submit(_scored_beside, bucketed.copy(deep=False), predictions.copy(deep=False), worker_bars,
+                                bands, baseline)
+        sentences = beside.submit(writing)
         step = time.perf_counter()
-        filled = [frame for frame in summaries if len(frame)] or summaries[:1]  # blocks with no forecast add nothing
-        scores = confidence_scores(
-            pd.concat(filled, ignore_index=True), all_bars, validations, predictions,
-            settings.confidence_factor_weights,
-        )
-        timings["confidence_s"] = summaries_s + time.perf_counter() - step
-        step = time.perf_counter()
-        origins = scores[["symbol", "as_of_window"]]  # one row per forecast (symbol, as-of window)
+        recent_mase = skill_mase(bucketed, origins)
         expected = pd.DataFrame({  # every origin the plan asked for: those without a forecast get a no_forecast row
             "symbol": np.concatenate([np.full(len(block), symbol, dtype=object)
                                       for symbol, blocks in plans.items() for block in blocks]),
@@ -320,7 +422,11 @@ def run_backtest(
                 np.concatenate([block.asi8 for blocks in plans.values() for block in blocks])
             ).tz_localize("UTC").tz_convert(NEW_YORK),
         })
-        recent_mase = skill_mase(bucketed, origins)
+        timings["skill_s"] = time.perf_counter() - step
+        step = time.perf_counter()
+        scores = scoring_confidence.result()
+        timings["confidence_s"] = summaries_s + confidence_s + time.perf_counter() - step
+        step = time.perf_counter()
         # The trade rules read each path and its origin's confidence (the full join of every score column onto every
         # row is ``BacktestResult.predictions``, built only when asked for).
         recommendations = recommend_trades(predictions, recent_mase, settings, origins=expected,
@@ -328,16 +434,18 @@ def run_backtest(
         outcomes = score_recommendations(recommendations, all_bars, settings)
         timings["recommendations_s"] = time.perf_counter() - step
         step = time.perf_counter()
-        # Each scored validation's intervals are read at its forecast row (found from the paths' layout) and its
-        # confidence level at its origin's score: no selection or join of the ~10^6 forecast rows.
-        scored = scored_validations(bucketed, predictions, per_symbol, bands, scores)
+        # Each scored validation's intervals were read at its forecast row (found from the paths' layout); its
+        # confidence level is its origin's score's: no selection or join of the ~10^6 forecast rows.
+        scored = _with_levels(scoring.result(), scores)
         timings["bands_s"] = time.perf_counter() - step
         step = time.perf_counter()
         report = backtest_report(scored, validations, scored[["symbol", "as_of_window", "target_window"]],
                                  recommendations, outcomes)
         timings["report_s"] = time.perf_counter() - step
+        validations["status_reason"] = sentences.result()  # the worker is done: the frame is the main line's alone
         timings["after_training_s"] = (timings["forecasting_s"] + timings["retrain_rule_s"] + summaries_s
                                        + time.perf_counter() - started)
+        timings["beside_s"] = beside.busy_s
     return BacktestResult(
         report=report,
         forecasts=predictions,
@@ -411,10 +519,78 @@ def bucket_candidates(rows: pd.DataFrame) -> np.ndarray:
     backtest hands them a few percent of the rows instead of every step of every path (same results)."""
     if rows.empty:
         return np.zeros(0, dtype=bool)
-    steps = rows["horizon_step"].to_numpy(dtype=np.int64)
-    gap = pd.DatetimeIndex(rows["target_window"]).asi8 - pd.DatetimeIndex(rows["as_of_window"]).asi8
+    return _candidates(rows["horizon_step"].to_numpy(dtype=np.int64), pd.DatetimeIndex(rows["as_of_window"]).asi8,
+                       pd.DatetimeIndex(rows["target_window"]).asi8)
+
+
+def _candidates(steps: np.ndarray, as_of_ns: np.ndarray, target_ns: np.ndarray) -> np.ndarray:
+    """``bucket_candidates`` of rows given as their horizon steps and as-of and target instants (ns)."""
     week = pd.Timedelta(days=7).value
-    return np.isin(steps, [1, 4, 26]) | (np.abs(gap - week) <= pd.Timedelta(hours=2).value)
+    return np.isin(steps, [1, 4, 26]) | (np.abs(target_ns - as_of_ns - week) <= pd.Timedelta(hours=2).value)
+
+
+def _planned(blocks: Sequence[pd.DatetimeIndex]) -> pd.DatetimeIndex:
+    """Every as-of window of a symbol's plan, in order (New York)."""
+    stamps = np.concatenate([block.asi8 for block in blocks]) if blocks else np.zeros(0, dtype=np.int64)
+    return pd.DatetimeIndex(np.unique(stamps)).tz_localize("UTC").tz_convert(NEW_YORK)
+
+
+def _baseline_band_frames(
+    bands: Any,
+    per_symbol: Mapping[str, pd.DataFrame],
+    origins: Mapping[str, pd.DatetimeIndex],
+    steps: np.ndarray,
+    as_of_ns: np.ndarray,
+    target_ns: np.ndarray,
+) -> dict[str, pd.DataFrame]:
+    """Both baseline bands (``BAND_KINDS``) of every symbol at ``origins`` (each symbol's, in order) and at every
+    horizon step among ``steps`` that a bucket can read (``_candidates`` of the forecast rows given as their steps
+    and instants): per kind one frame of symbol, as_of_window, target_window and bounds. Each band is walk-forward
+    per origin and step, so a superset of the scored (origin, step) pairs gives those the same values."""
+    wanted = np.unique(steps[_candidates(steps, as_of_ns, target_ns)]).astype(np.int64)
+    frames: dict[str, list[pd.DataFrame]] = {kind: [] for kind in BAND_KINDS}
+    if len(wanted):
+        for symbol in sorted(origins):
+            if not len(origins[symbol]):
+                continue
+            by_kind = bands.baseline_band_kinds(per_symbol[symbol], origins[symbol], int(wanted.max()), BAND_KINDS,
+                                                steps=wanted)
+            for kind, band in by_kind.items():
+                frames[kind].append(band[["as_of_window", "target_window", *_BOUNDS]].assign(symbol=symbol))
+    empty = pd.DataFrame({"as_of_window": pd.DatetimeIndex([], tz=NEW_YORK), "target_window":
+                          pd.DatetimeIndex([], tz=NEW_YORK), **{name: np.zeros(0) for name in _BOUNDS},
+                          "symbol": np.zeros(0, dtype=object)})
+    return {kind: (parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)) if parts else empty
+            for kind, parts in frames.items()}
+
+
+def _scored_beside(
+    validations: pd.DataFrame,
+    predictions: pd.DataFrame,
+    per_symbol: Mapping[str, pd.DataFrame],
+    bands: Any | None,
+    baseline: Future | None,
+) -> pd.DataFrame:
+    """``scored_validations`` without the confidence levels (``_with_levels`` adds them), on the second core, with
+    the baseline bands it computed first."""
+    return scored_validations(validations, predictions, per_symbol, bands,
+                              baseline=None if baseline is None else baseline.result())
+
+
+def _confidence_beside(prepared: Future, validations: pd.DataFrame, weights: Any) -> pd.DataFrame:
+    """``scores_with_validations`` of what ``prepare_confidence`` gave, on the second core (after it, in order)."""
+    return scores_with_validations(prepared.result(), validations, weights)
+
+
+def _with_levels(scored: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """``scored`` with each row's origin's ``confidence_level`` after its interval bounds, where
+    ``scored_validations(..., scores)`` puts it."""
+    if "confidence_level" in scored.columns or "confidence_level" not in scores.columns:
+        return scored
+    taken = pd.DataFrame(index=scored.index)
+    _take_columns(taken, scores, _score_rows(scored, scores), ["confidence_level"])
+    scored.insert(scored.columns.get_loc("upper_95") + 1, "confidence_level", taken["confidence_level"].to_numpy())
+    return scored
 
 
 def _score_rows(predictions: pd.DataFrame, scores: pd.DataFrame) -> np.ndarray:
@@ -491,11 +667,13 @@ def scored_validations(
     per_symbol: Mapping[str, pd.DataFrame],
     bands: Any | None,
     scores: pd.DataFrame | None = None,
+    baseline: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """The counted validations (not ``invalid``, in a horizon bucket) with their intervals, interval scores in % of
     the as-of close, and both baseline bands' bounds and scores on the same (origin, target). ``scores`` (one row
     per origin, as ``confidence_scores`` gives them): each row's ``confidence_level`` is its origin's, read there
-    instead of in ``predictions``."""
+    instead of in ``predictions``. ``baseline``: the bands already computed (``_baseline_band_frames``) at these
+    rows' origins and steps or more."""
     counted = (validations["status"] != INVALID).to_numpy() & np.isfinite(
         validations["actual_close"].to_numpy(dtype=np.float64))
     frame = rows_at(validations, np.flatnonzero(counted))
@@ -525,19 +703,11 @@ def scored_validations(
             frame[f"{kind}_band_interval_score_{level}"] = np.nan
     if bands is None or frame.empty:
         return frame
-    band_frames: dict[str, list[pd.DataFrame]] = {kind: [] for kind in BAND_KINDS}
-    for symbol, rows in frame.groupby("symbol", sort=True):
-        origins = pd.DatetimeIndex(rows["as_of_window"].unique()).sort_values()
-        steps = np.unique(rows["horizon_step"].to_numpy(dtype=np.int64))  # the scored steps only
-        by_kind = bands.baseline_band_kinds(per_symbol[str(symbol)], origins, int(steps.max()), BAND_KINDS,
-                                            steps=steps)
-        for kind, band in by_kind.items():
-            band_frames[kind].append(band[["as_of_window", "target_window", "lower_80", "upper_80", "lower_95",
-                                           "upper_95"]].assign(symbol=str(symbol)))
+    if baseline is None:
+        baseline = _scored_bands(frame, per_symbol, bands)
     positions = None  # both kinds give the same (origin, target) rows in the same order: join them once
     for kind in BAND_KINDS:
-        mine = band_frames[kind][0] if len(band_frames[kind]) == 1 else pd.concat(band_frames[kind],
-                                                                                  ignore_index=True)
+        mine = baseline[kind]
         positions = _row_positions(frame, mine) if positions is None else positions
         joined = pd.DataFrame(index=frame.index)
         _take_columns(joined, mine, positions, ["lower_80", "upper_80", "lower_95", "upper_95"])
@@ -552,6 +722,21 @@ def scored_validations(
                 score = _winkler(bands, lower, upper, actual, alpha)
             frame[f"{kind}_band_interval_score_{level}"] = 100.0 * score / last
     return frame
+
+
+def _scored_bands(frame: pd.DataFrame, per_symbol: Mapping[str, pd.DataFrame], bands: Any) -> dict[str, pd.DataFrame]:
+    """Both baseline bands of each symbol at exactly the origins and steps of its rows of ``frame`` (per kind one
+    frame of symbol, as_of_window, target_window and bounds)."""
+    parts: dict[str, list[pd.DataFrame]] = {kind: [] for kind in BAND_KINDS}
+    for symbol, rows in frame.groupby("symbol", sort=True):
+        origins = pd.DatetimeIndex(rows["as_of_window"].unique()).sort_values()
+        steps = np.unique(rows["horizon_step"].to_numpy(dtype=np.int64))
+        by_kind = bands.baseline_band_kinds(per_symbol[str(symbol)], origins, int(steps.max()), BAND_KINDS,
+                                            steps=steps)
+        for kind, band in by_kind.items():
+            parts[kind].append(band[["as_of_window", "target_window", *_BOUNDS]].assign(symbol=str(symbol)))
+    return {kind: frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+            for kind, frames in parts.items()}
 
 
 def _instants(values: pd.Series) -> np.ndarray:

@@ -17,7 +17,7 @@ them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -362,14 +362,43 @@ def confidence_scores(
 
     ``confidence`` is the weighted sum, ``confidence_level`` its spec level (``confidence_level``).
     """
-    share = factor_weights(weights)
+    factor_weights(weights)  # bad weights are refused before any work
+    return scores_with_validations(prepare_confidence(forecasts, bars, recent_predictions), recent_validations,
+                                   weights)
+
+
+class PreparedConfidence(NamedTuple):
+    """What ``confidence_scores`` reads of the forecasts, the bars and the earlier paths (``prepare_confidence``):
+    everything but the validations."""
+
+    frame: pd.DataFrame
+    """The forecasts (``FORECAST_COLUMNS``), as-of windows in New York, on a fresh index."""
+    stats: dict[str, np.ndarray]
+    shifts: np.ndarray
+
+
+def prepare_confidence(
+    forecasts: pd.DataFrame, bars: pd.DataFrame, recent_predictions: pd.DataFrame | None
+) -> PreparedConfidence:
+    """The first half of ``confidence_scores``: the bar statistics and forecast shifts of ``forecasts`` (arguments
+    as there). A caller whose validations arrive later (the walk-forward backtest validates while this runs) finishes
+    with ``scores_with_validations``."""
     if forecasts.empty:
-        return _empty_scores()
+        return PreparedConfidence(forecasts, {}, np.zeros(0))
     frame = forecasts.reset_index(drop=True).copy()
     frame["as_of_window"] = pd.DatetimeIndex(as_datetimes(frame["as_of_window"])).tz_convert(NEW_YORK)
-    stats = _bar_statistics(frame, bars)
+    return PreparedConfidence(frame, _bar_statistics(frame, bars), _forecast_shifts(frame, recent_predictions))
+
+
+def scores_with_validations(
+    prepared: PreparedConfidence, recent_validations: pd.DataFrame | None, weights: Any
+) -> pd.DataFrame:
+    """The second half of ``confidence_scores``: the validation record and the weighted score (``SCORE_COLUMNS``)."""
+    share = factor_weights(weights)
+    frame, stats, shifts = prepared
+    if frame.empty:
+        return _empty_scores()
     recent_mase, valid_share, inside_share = _validation_record(frame, recent_validations)
-    shifts = _forecast_shifts(frame, recent_predictions)
     change = frame["predicted_change"].to_numpy(dtype=np.float64)
 
     factors = {
@@ -927,9 +956,12 @@ __all__ = [
     "FORECAST_COLUMNS",
     "LEVELS",
     "SCORE_COLUMNS",
+    "PreparedConfidence",
     "confidence_level",
     "confidence_scores",
     "factor_weights",
     "forecast_summaries",
     "model_test_mase",
+    "prepare_confidence",
+    "scores_with_validations",
 ]

@@ -30,6 +30,7 @@ This module imports no Dagster and does no I/O.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -119,6 +120,21 @@ def validate_predictions(
     ``rejected_check`` and ``rejected_reason``; a bar flagged ``awaiting_checks`` is not judged yet). Timestamps may be
     in any zone (naive means New York). One pass over arrays, whatever the number of predictions.
     """
+    result, sentences = judge_predictions(predictions, actual_bars, rejected_bars, validation_threshold)
+    result.rows["status_reason"] = sentences()
+    return result
+
+
+def judge_predictions(
+    predictions: pd.DataFrame,
+    actual_bars: pd.DataFrame,
+    rejected_bars: pd.DataFrame | None,
+    validation_threshold: float,
+) -> tuple[ValidationResult, Callable[[], np.ndarray]]:
+    """``validate_predictions`` without the sentences: its rows lack ``status_reason`` (the last column), and the
+    function returned beside them builds that column (one sentence per row, in order) when called. It reads arrays
+    of its own only, so any thread may call it: the walk-forward backtest writes a year's sentences beside its main
+    line."""
     threshold = float(validation_threshold)
     if not np.isfinite(threshold) or not 0 < threshold < 1:
         raise ValueError(
@@ -180,7 +196,8 @@ def validate_predictions(
         bar_check=bar_check,
         bar_reason=bars.rejected_reason,
     )
-    return ValidationResult(rows=_judge(judged_predictions, threshold), not_validated=not_validated)
+    rows, sentences = _judge(judged_predictions, threshold)
+    return ValidationResult(rows=rows, not_validated=not_validated), sentences
 
 
 class _JudgedPredictions(NamedTuple):
@@ -238,8 +255,9 @@ def _intervals(
     return inside
 
 
-def _judge(merged: _JudgedPredictions, threshold: float) -> pd.DataFrame:
-    """Errors, interval flags, status and reason of predictions that each have their target's bar."""
+def _judge(merged: _JudgedPredictions, threshold: float) -> tuple[pd.DataFrame, Callable[[], np.ndarray]]:
+    """Errors, interval flags and status of predictions that each have their target's bar, and the function that
+    writes their reasons."""
     actual = merged.close
     predicted = merged.predicted_close
     last_close = merged.last_close
@@ -275,7 +293,7 @@ def _judge(merged: _JudgedPredictions, threshold: float) -> pd.DataFrame:
         [REJECTED_BAR, NOT_FINITE, NOT_POSITIVE, NO_BAND, INSIDE_BAND], default=OUTSIDE_BAND,
     )
     # The frame takes the arrays as they are (each new here): a copy of every column would cost more than the rest.
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "symbol": merged.symbol,
             "target_window": merged.target_window,
@@ -291,11 +309,11 @@ def _judge(merged: _JudgedPredictions, threshold: float) -> pd.DataFrame:
             "inside_80": inside[80],
             "inside_95": inside[95],
             "status": np.take(np.array([INVALID, NEEDS_REPREDICTION, VALID], dtype=object), status),
-            "status_reason": _reasons(merged, others, cases, threshold, error_pct, actual_close),
         },
-        columns=list(VALIDATION_COLUMNS),
+        columns=list(VALIDATION_COLUMNS[:-1]),
         copy=False,
     )
+    return frame, functools.partial(_reasons, merged, others, cases, threshold, error_pct, actual_close)
 
 
 def _positions(rows: slice | np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -557,5 +575,6 @@ __all__ = [
     "VALIDATION_COLUMNS",
     "ValidationResult",
     "horizon_bucket",
+    "judge_predictions",
     "validate_predictions",
 ]

@@ -173,3 +173,34 @@ def test_too_little_history_is_one_sentence():
     bars = sim_history(("AAPL",), "2025-03-03", "2025-03-20")
     with pytest.raises(BacktestDataError, match=r"^AAPL has 13 sessions of bars but training on 22 sessions .*\.$"):
         run_backtest(bars, TRAIN_SESSIONS, 0, Settings(), model_factory=lambda symbol, rows: None)
+
+
+def test_the_work_beside_the_main_line_gives_what_the_serial_chain_gives(backtest, history):
+    """The second core computes both baseline bands at every planned origin and every step a bucket can read (more
+    than are scored), and scores the validations before the confidence levels are known: the scored rows equal
+    those of ``scored_validations`` run in line, with the bands at exactly the scored origins and steps."""
+    from lstm_pipeline.backtest.walkforward import _symbol_bars, bucket_candidates, scored_validations
+    from lstm_pipeline.evaluation.keys import rows_at
+    from lstm_pipeline.forecasting import bands
+
+    validations = backtest.validations
+    bucketed = rows_at(validations, np.flatnonzero(bucket_candidates(validations)))
+    serial = scored_validations(bucketed, backtest.forecasts, _symbol_bars(history), bands, backtest.scores)
+    serial = serial.drop(columns=["status_reason"])  # written beside the main line after the scoring
+    assert serial["naive_band_interval_score_80"].notna().mean() > 0.9  # the bands really are compared
+    pd.testing.assert_frame_equal(backtest.scored, serial, check_exact=True)
+    assert backtest.timings["beside_s"] > 0
+
+
+def test_a_failure_beside_the_main_line_is_raised_and_leaves_no_thread(history, factory, monkeypatch):
+    import threading
+
+    from lstm_pipeline.forecasting import bands
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the baseline bands failed")
+
+    monkeypatch.setattr(bands, "baseline_band_kinds", broken)
+    with pytest.raises(RuntimeError, match="the baseline bands failed"):
+        run_backtest(history, TRAIN_SESSIONS, RETRAIN_EVERY, Settings(), model_factory=factory, retrain_rule=False)
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("backtest")]

@@ -19,6 +19,7 @@ from lstm_pipeline.evaluation.validation import (
     VALID,
     VALIDATION_COLUMNS,
     horizon_bucket,
+    judge_predictions,
     validate_predictions,
 )
 from lstm_pipeline.market.calendar import NEW_YORK, parse_window_key
@@ -149,6 +150,38 @@ def test_a_bad_target_bar_makes_every_forecast_of_it_invalid_and_a_missing_one_w
         [later[2], NO_BAR_YET],
         [later[3], AWAITING_CHECKS_REASON],
     ]
+
+
+def test_judging_without_sentences_gives_the_same_rows_and_writes_them_later_on_any_thread():
+    """The backtest judges first and writes a year's sentences on its second core: the rows are the validations'
+    but the last column, and the function beside them writes that column exactly as validate_predictions does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    later, rejected_at = TARGET + pd.Timedelta(minutes=15), TARGET + pd.Timedelta(minutes=30)
+    frame = pd.DataFrame(
+        [
+            prediction(2, 101.5, 101.2, 102.0),  # beyond the threshold, outside its band
+            prediction(3, 101.5, 99.0, 103.0),  # beyond the threshold, inside its band
+            prediction(4, 101.5, np.nan, np.nan),  # beyond the threshold, no band
+            prediction(5, 100.5, 99.0, 102.0),  # within the threshold
+            prediction(1, 101.0, 99.0, 102.0, target=later),  # close not positive
+            prediction(1, 101.0, 99.0, 102.0, target=rejected_at),  # rejected bar
+        ]
+    )
+    actual = pd.DataFrame([bar(100.0), bar(0.0, later)])
+    rejected = pd.DataFrame([bar(100.0, rejected_at) | {"rejected_check": "high_low_bounds",
+                                                         "rejected_reason": "high below close."}])
+    whole = validate_predictions(frame, actual, rejected, 0.01)
+    judged, sentences = judge_predictions(frame, actual, rejected, 0.01)
+    assert list(judged.rows.columns) == list(VALIDATION_COLUMNS[:-1])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        written = pool.submit(sentences).result()
+    pd.testing.assert_frame_equal(judged.rows.assign(status_reason=written), whole.rows, check_exact=True)
+    pd.testing.assert_frame_equal(judged.not_validated, whole.not_validated)
+    reasons = whole.rows.set_index(["target_window", "horizon_step"]).sort_index()["status_reason"]
+    assert "lies outside" in reasons.loc[(TARGET, 2)] and "lies inside" in reasons.loc[(TARGET, 3)]
+    assert "no 95% interval" in reasons.loc[(TARGET, 4)] and "within the 1%" in reasons.loc[(TARGET, 5)]
+    assert "is not positive" in reasons.loc[(later, 1)] and "high_low_bounds" in reasons.loc[(rejected_at, 1)]
 
 
 def test_bars_match_by_symbol_and_instant_whatever_the_zone():
