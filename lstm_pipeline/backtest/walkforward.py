@@ -28,9 +28,10 @@ same origins and targets, so the report's interval scores compare like with like
 Two cores: the steps that need none of the main line's results yet run on a worker thread beside it
 (``_second_core``): the baseline bands (from the bars, during adaptation), confidence's bar statistics and forecast
 shifts (``prepare_confidence``, during validation), then, while the main line reads the skill gate's evidence and
-applies the trade rules, the confidence scores, the scored validations and the validations' sentences
-(``judge_predictions``). numpy releases the interpreter lock in its array loops, so the two lines overlap; the
-results are the same as all in line (``second_core=False``; ``tests/backtest`` checks it).
+applies the trade rules, the confidence scores and the scored validations. numpy releases the interpreter lock in
+its array loops, so the two lines overlap; the results are the same as all in line (``second_core=False``;
+``tests/backtest`` checks it). The validations' sentences, which no figure reads, are written when
+``BacktestResult.validations`` is first read (``judge_predictions``).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ class BacktestResult:
     """Every forecast row (intervals adapted when adaptation is on), without the confidence columns."""
     scores: pd.DataFrame
     """One row per origin (symbol, as_of_window): confidence, its level, factors and reason."""
-    validations: pd.DataFrame
+    validation_rows: pd.DataFrame
+    """Every validation but its sentence (``validations`` has all the columns)."""
     recommendations: pd.DataFrame
     outcomes: pd.DataFrame
     scored: pd.DataFrame
@@ -128,6 +130,18 @@ class BacktestResult:
     bands_available: bool = True
     intervals: str = "conformal (as trained)"
     """Which intervals were scored: the model's conformal ones, or those adapted as the validations arrived."""
+    sentences: Callable[[], np.ndarray] | None = field(default=None, repr=False)
+    """What writes ``validation_rows``' ``status_reason`` (``judge_predictions``); None: they have it."""
+
+    @functools.cached_property
+    def validations(self) -> pd.DataFrame:
+        """The ``validations`` rows the assets would store. Their ``status_reason`` sentences are written on first use:
+        the report reads none of the ~10^6 of a symbol-year, and writing them costs as much as judging."""
+        if self.sentences is None:
+            return self.validation_rows
+        rows = self.validation_rows.copy(deep=False)
+        rows["status_reason"] = self.sentences()
+        return rows
 
     @functools.cached_property
     def predictions(self) -> pd.DataFrame:
@@ -289,8 +303,8 @@ def run_backtest(
     last window; the new model, trained on every bar before the next session, serves from that session on (the
     replay has no champion to beat: the retrained model serves).
     ``second_core`` runs the steps that need none of the main line's results yet (the baseline bands, the confidence
-    scores, the scored validations, the validations' sentences) on a worker thread beside it: None (the default)
-    when the process may use two processors or more, False all in line (the same results).
+    scores, the scored validations) on a worker thread beside it: None (the default) when the process may use two
+    processors or more, False all in line (the same results).
     Raises ``BacktestDataError`` (one sentence) when a symbol's history is too short for the request.
     """
     if horizon not in HORIZONS:
@@ -403,16 +417,14 @@ def run_backtest(
         confidence_s = time.perf_counter() - step
         step = time.perf_counter()
         judged, writing = judge_predictions(predictions, all_bars, None, settings.validation_threshold)
-        validations = judged.rows  # without status_reason: its sentences are written beside the main line
+        validations = judged.rows  # without status_reason: BacktestResult.validations writes it on first use
         bucketed = rows_at(validations, np.flatnonzero(bucket_candidates(validations)))
         timings["validation_s"] = time.perf_counter() - step
-        # Beside the skill gate's evidence (here): the confidence scores, then the scored validations and the
-        # validations' sentences (read by nothing before the end).
+        # Beside the skill gate's evidence (here): the confidence scores, then the scored validations.
         scoring_confidence = beside.submit(_confidence_beside, prepared, validations.copy(deep=False),
                                            settings.confidence_factor_weights)
         scoring = beside.submit(_scored_beside, bucketed.copy(deep=False), predictions.copy(deep=False), worker_bars,
                                 bands, baseline)
-        sentences = beside.submit(writing)
         step = time.perf_counter()
         recent_mase = skill_mase(bucketed, origins)
         expected = pd.DataFrame({  # every origin the plan asked for: those without a forecast get a no_forecast row
@@ -442,7 +454,6 @@ def run_backtest(
         report = backtest_report(scored, validations, scored[["symbol", "as_of_window", "target_window"]],
                                  recommendations, outcomes)
         timings["report_s"] = time.perf_counter() - step
-        validations["status_reason"] = sentences.result()  # the worker is done: the frame is the main line's alone
         timings["after_training_s"] = (timings["forecasting_s"] + timings["retrain_rule_s"] + summaries_s
                                        + time.perf_counter() - started)
         timings["beside_s"] = beside.busy_s
@@ -450,7 +461,8 @@ def run_backtest(
         report=report,
         forecasts=predictions,
         scores=scores,
-        validations=validations,
+        validation_rows=validations,
+        sentences=writing,
         recommendations=recommendations,
         outcomes=outcomes,
         scored=scored,

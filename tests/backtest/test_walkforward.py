@@ -190,6 +190,10 @@ def test_the_work_beside_the_main_line_gives_what_the_serial_chain_gives(backtes
     assert serial["naive_band_interval_score_80"].notna().mean() > 0.9  # the bands really are compared
     pd.testing.assert_frame_equal(backtest.scored, serial, check_exact=True)
     assert backtest.timings["beside_s"] > 0
+    # The sentences no figure reads are written when the validations are first read, beside the same rows.
+    assert "status_reason" not in backtest.validation_rows.columns
+    assert list(backtest.validations.columns[:-1]) == list(backtest.validation_rows.columns)
+    assert backtest.validations["status_reason"].str.len().gt(20).all()
 
 
 def test_a_failure_beside_the_main_line_is_raised_and_leaves_no_thread(history, factory, monkeypatch):
