@@ -126,7 +126,9 @@ class BacktestResult:
     skipped: dict[tuple[str, pd.Timestamp], tuple[str, str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage of the main line (``after_training_s``: all of it after training, wall clock), and
-    ``beside_s``: the steps run beside it on the second core (in line without one: inside the stage they start in)."""
+    ``beside_s``: the steps handed beside it (baseline bands, confidence, scored validations), on the second core or,
+    without one, in line between the stages. With the worker, ``confidence_s`` and ``bands_s`` are mostly the main
+    line waiting for its results."""
     bands_available: bool = True
     intervals: str = "conformal (as trained)"
     """Which intervals were scored: the model's conformal ones, or those adapted as the validations arrived."""
@@ -141,6 +143,7 @@ class BacktestResult:
             return self.validation_rows
         rows = self.validation_rows.copy(deep=False)
         rows["status_reason"] = self.sentences()
+        self.sentences = None  # written: the arrays it kept are freed
         return rows
 
     @functools.cached_property
@@ -378,7 +381,7 @@ def run_backtest(
             })
             cause = "; ".join(causes.values()) if fired is not None else f"every {retrain_every} sessions"
 
-    # The main line (adaptation, validation, confidence, trade rules, report) runs here; what needs none of its
+    # The main line (adaptation, validation, skill evidence, trade rules, report) runs here; what needs none of its
     # results yet runs beside it on the second core (see the module docstring). Each stage's timing is the main
     # line's.
     with _collection_paused(), _second_core(second_core) as beside:  # see _collection_paused
@@ -391,19 +394,6 @@ def run_backtest(
         if predictions.empty:
             first = next(iter(skipped.values()), ("", "no origin could be forecast"))[1]
             raise BacktestDataError(f"The backtest produced no forecast: {first}")
-        worker_bars = {symbol: rows.copy(deep=False) for symbol, rows in per_symbol.items()}
-        baseline = None
-        if bands is not None:  # every planned origin, at every step a bucket can read: a superset of those scored
-            planned = {symbol: _planned(blocks) for symbol, blocks in plans.items()}
-            baseline = beside.submit(
-                _baseline_band_frames, bands, worker_bars, planned, predictions["horizon_step"].to_numpy(),
-                _instants(predictions["as_of_window"]), _instants(predictions["target_window"]),
-            )
-        adapted = bands is not None and adapt and hasattr(bands, "adapt_intervals")
-        step = time.perf_counter()
-        if adapted:
-            predictions = _adapted(bands, predictions, per_symbol)
-        timings["adapt_s"] = time.perf_counter() - step
         step = time.perf_counter()
         filled = [frame for frame in summaries if len(frame)] or summaries[:1]  # blocks with no forecast add nothing
         summary = pd.concat(filled, ignore_index=True)
@@ -411,10 +401,24 @@ def run_backtest(
             "symbol": summary["symbol"].to_numpy(),
             "as_of_window": as_new_york(summary["as_of_window"]).array,
         })
-        # Beside validation: what confidence reads of the bars and paths (each frame handed over is the worker's
-        # alone or a shallow copy, so neither line's pandas bookkeeping touches the other's frames).
-        prepared = beside.submit(prepare_confidence, summary, all_bars.copy(deep=False), predictions.copy(deep=False))
         confidence_s = time.perf_counter() - step
+        # Each frame handed to the worker is its alone or a shallow copy, so neither line's pandas bookkeeping touches
+        # the other's frames. Beside adaptation: the baseline bands at every forecast origin and every step a bucket
+        # can read (a superset of those scored).
+        worker_bars = {symbol: rows.copy(deep=False) for symbol, rows in per_symbol.items()}
+        baseline = None
+        if bands is not None:
+            baseline = beside.submit(
+                _baseline_band_frames, bands, worker_bars, _by_symbol(origins), predictions["horizon_step"].to_numpy(),
+                _instants(predictions["as_of_window"]), _instants(predictions["target_window"]),
+            )
+        adapted = bands is not None and adapt and hasattr(bands, "adapt_intervals")
+        step = time.perf_counter()
+        if adapted:
+            predictions = _adapted(bands, predictions, per_symbol)
+        timings["adapt_s"] = time.perf_counter() - step
+        # Beside validation: what confidence reads of the bars and paths.
+        prepared = beside.submit(prepare_confidence, summary, all_bars.copy(deep=False), predictions.copy(deep=False))
         step = time.perf_counter()
         judged, writing = judge_predictions(predictions, all_bars, None, settings.validation_threshold)
         validations = judged.rows  # without status_reason: BacktestResult.validations writes it on first use
@@ -541,10 +545,11 @@ def _candidates(steps: np.ndarray, as_of_ns: np.ndarray, target_ns: np.ndarray) 
     return np.isin(steps, [1, 4, 26]) | (np.abs(target_ns - as_of_ns - week) <= pd.Timedelta(hours=2).value)
 
 
-def _planned(blocks: Sequence[pd.DatetimeIndex]) -> pd.DatetimeIndex:
-    """Every as-of window of a symbol's plan, in order (New York)."""
-    stamps = np.concatenate([block.asi8 for block in blocks]) if blocks else np.zeros(0, dtype=np.int64)
-    return pd.DatetimeIndex(np.unique(stamps)).tz_localize("UTC").tz_convert(NEW_YORK)
+def _by_symbol(origins: pd.DataFrame) -> dict[str, pd.DatetimeIndex]:
+    """Each symbol's as-of windows among ``origins`` (symbol, as_of_window), in their order."""
+    codes, names = factorize_runs(as_text(origins["symbol"]))
+    stamps = pd.DatetimeIndex(origins["as_of_window"])
+    return {str(name): stamps[codes == code] for code, name in enumerate(names)}
 
 
 def _baseline_band_frames(

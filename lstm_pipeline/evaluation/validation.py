@@ -133,8 +133,9 @@ def judge_predictions(
 ) -> tuple[ValidationResult, Callable[[], np.ndarray]]:
     """``validate_predictions`` without the sentences: its rows lack ``status_reason`` (the last column), and the
     function returned beside them builds that column (one sentence per row, in order) when called. It reads arrays
-    of its own only, so any thread may call it: the walk-forward backtest writes a year's sentences beside its main
-    line."""
+    of its own only (editing the rows or the predictions in place before the call changes nothing), so it may be
+    called later or on any thread: the walk-forward backtest writes a year's sentences only if its validations are
+    read."""
     threshold = float(validation_threshold)
     if not np.isfinite(threshold) or not 0 < threshold < 1:
         raise ValueError(
@@ -313,7 +314,9 @@ def _judge(merged: _JudgedPredictions, threshold: float) -> tuple[pd.DataFrame, 
         columns=list(VALIDATION_COLUMNS[:-1]),
         copy=False,
     )
-    return frame, functools.partial(_reasons, merged, others, cases, threshold, error_pct, actual_close)
+    # The sentences read copies (the rows' error column, the few others' numbers), not the rows or predictions.
+    return frame, functools.partial(_reasons, error_pct.copy(), others, cases, threshold,
+                                    _others(merged, others, actual_close))
 
 
 def _positions(rows: slice | np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -326,38 +329,53 @@ def _positions(rows: slice | np.ndarray, at: np.ndarray) -> np.ndarray:
     return at + np.searchsorted(pending - np.arange(len(pending)), at, side="right")
 
 
+class _Others(NamedTuple):
+    """What the sentences of the rows not within the threshold (``others``) read besides their errors, taken from
+    the judged predictions when they are judged: the actual close, the 95% bounds, and the bar's rejection texts."""
+
+    close: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    check: np.ndarray
+    why: np.ndarray
+
+
+def _others(merged: _JudgedPredictions, others: np.ndarray, actual_close: np.ndarray) -> _Others:
+    everywhere = _positions(merged.rows, others)  # their positions among all predictions
+    bar = merged.bar[everywhere]
+    return _Others(actual_close[others], merged.bounds_95[0][everywhere], merged.bounds_95[1][everywhere],
+                   merged.bar_check[bar], merged.bar_reason[bar])
+
+
 def _reasons(
-    merged: _JudgedPredictions,
+    error_pct: np.ndarray,
     others: np.ndarray,
     cases: np.ndarray,
     threshold: float,
-    error_pct: np.ndarray,
-    actual_close: np.ndarray,
+    of_others: _Others,
 ) -> np.ndarray:
     """One sentence per row. A row within the threshold (nearly every row) reads only its error rounded to 0.01:
     that sentence is built once per distinct rounded error and shared. The ``others`` (a bad bar, or beyond the
     threshold: a few percent of the rows), whose ``cases`` say which sentence, are built row by row from the texts
-    of their numbers. One lookup in the table of both gives every row its own."""
+    of their numbers (``of_others``). One lookup in the table of both gives every row its own."""
     limit = f"{threshold * 100:g}%"
     fix = "repair the bar (re-materialize market_bars for this window), then validations for it."
     sentence, errors = _error_texts(error_pct)  # each row's code: the text of its rounded error
     shared = [f"Error {error} is within the {limit} validation threshold." for error in errors]
     own = np.empty(len(others), dtype=object)
     if len(others):
-        everywhere = _positions(merged.rows, others)  # their positions among all predictions
         error_text = np.take(errors, sentence[others])
         # Each number as its whole part and its fraction, written side by side.
-        close_text = _number_parts(actual_close[others], 4)
-        low_text = _number_parts(merged.bounds_95[0][everywhere], 4)
-        high_text = _number_parts(merged.bounds_95[1][everywhere], 4)
+        close_text = _number_parts(of_others.close, 4)
+        low_text = _number_parts(of_others.low, 4)
+        high_text = _number_parts(of_others.high, 4)
 
         def texts(case: int, *columns: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
             """The others of ``case`` and, per column, their texts (as lists: a loop reads them fastest)."""
             at = np.flatnonzero(cases == case)
             return at, [column[at].tolist() for column in columns]
 
-        at, (checks, whys) = texts(REJECTED_BAR, merged.bar_check[merged.bar[everywhere]],
-                                   merged.bar_reason[merged.bar[everywhere]])
+        at, (checks, whys) = texts(REJECTED_BAR, of_others.check, of_others.why)
         checks = pd.Series(checks, dtype=object).fillna("").astype(str).tolist()
         whys = pd.Series(whys, dtype=object).fillna("no reason recorded").astype(str).str.rstrip(". ").tolist()
         own[at] = [f"The actual bar was rejected by the blocking check {check} ({why}), so it cannot judge this "

@@ -186,7 +186,7 @@ def test_the_work_beside_the_main_line_gives_what_the_serial_chain_gives(backtes
     validations = backtest.validations
     bucketed = rows_at(validations, np.flatnonzero(bucket_candidates(validations)))
     serial = scored_validations(bucketed, backtest.forecasts, _symbol_bars(history), bands, backtest.scores)
-    serial = serial.drop(columns=["status_reason"])  # written beside the main line after the scoring
+    serial = serial.drop(columns=["status_reason"])  # written when the validations are first read
     assert serial["naive_band_interval_score_80"].notna().mean() > 0.9  # the bands really are compared
     pd.testing.assert_frame_equal(backtest.scored, serial, check_exact=True)
     assert backtest.timings["beside_s"] > 0
@@ -196,15 +196,46 @@ def test_the_work_beside_the_main_line_gives_what_the_serial_chain_gives(backtes
     assert backtest.validations["status_reason"].str.len().gt(20).all()
 
 
-def test_a_failure_beside_the_main_line_is_raised_and_leaves_no_thread(history, factory, monkeypatch):
+def test_the_worker_and_all_in_line_give_the_same_replay(backtest, history, factory):
+    """second_core=True uses the worker thread even on one processor; False runs every step in line."""
+    import json
+
+    runs = {way: run_backtest(history, TRAIN_SESSIONS, RETRAIN_EVERY, Settings(), model_factory=factory,
+                              retrain_rule=False, second_core=way) for way in (True, False)}
+    assert runs[True].timings["beside_s"] > 0 and runs[False].timings["beside_s"] > 0
+    for name in ("forecasts", "scores", "validations", "recommendations", "outcomes", "scored"):
+        pd.testing.assert_frame_equal(getattr(runs[True], name), getattr(runs[False], name), check_exact=True)
+        pd.testing.assert_frame_equal(getattr(runs[True], name), getattr(backtest, name), check_exact=True)
+    assert json.dumps(runs[True].report, sort_keys=True) == json.dumps(runs[False].report, sort_keys=True)
+
+
+@pytest.mark.parametrize("where", ["beside", "main line"])
+def test_a_failure_on_either_line_is_raised_and_leaves_no_thread(history, factory, monkeypatch, where):
     import threading
 
+    from lstm_pipeline.backtest import walkforward
     from lstm_pipeline.forecasting import bands
 
     def broken(*args, **kwargs):
-        raise RuntimeError("the baseline bands failed")
+        raise RuntimeError(f"a step on the {where} failed")
 
-    monkeypatch.setattr(bands, "baseline_band_kinds", broken)
-    with pytest.raises(RuntimeError, match="the baseline bands failed"):
-        run_backtest(history, TRAIN_SESSIONS, RETRAIN_EVERY, Settings(), model_factory=factory, retrain_rule=False)
+    if where == "beside":
+        monkeypatch.setattr(bands, "baseline_band_kinds", broken)
+    else:  # the worker is busy with the confidence scores and the scored validations meanwhile
+        monkeypatch.setattr(walkforward, "skill_mase", broken)
+    with pytest.raises(RuntimeError, match=f"a step on the {where} failed"):
+        run_backtest(history, TRAIN_SESSIONS, RETRAIN_EVERY, Settings(), model_factory=factory, retrain_rule=False,
+                     second_core=True)
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("backtest")]
+
+
+def test_a_bar_outside_the_session_calendar_is_an_origin_skipped_not_a_failure(history, factory):
+    """Its window is planned as an origin but cannot be forecast; the baseline bands, built only at forecast
+    origins, never see it."""
+    stray = history[history["symbol"] == "AAPL"].iloc[[-300]].copy()
+    saturday = pd.Timestamp("2025-04-12 11:00", tz="America/New_York")  # a Saturday
+    stray["window_start"] = saturday
+    result = run_backtest(pd.concat([history, stray], ignore_index=True), TRAIN_SESSIONS, RETRAIN_EVERY, Settings(),
+                          model_factory=factory, retrain_rule=False)
+    assert ("AAPL", saturday) in result.skipped
+    assert result.report["pooled"]["horizons"]["1_step"]["naive_band_interval_score_80"] is not None
