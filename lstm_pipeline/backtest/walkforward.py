@@ -565,15 +565,22 @@ def _baseline_band_frames(
     and instants): per kind one frame of symbol, as_of_window, target_window and bounds. Each band is walk-forward
     per origin and step, so a superset of the scored (origin, step) pairs gives those the same values."""
     wanted = np.unique(steps[_candidates(steps, as_of_ns, target_ns)]).astype(np.int64)
+    return _band_frames(bands, per_symbol, {symbol: (stamps, wanted) for symbol, stamps in origins.items()})
+
+
+def _band_frames(
+    bands: Any, per_symbol: Mapping[str, pd.DataFrame], wanted: Mapping[str, tuple[pd.DatetimeIndex, np.ndarray]]
+) -> dict[str, pd.DataFrame]:
+    """Both baseline bands of each symbol of ``wanted`` at its (origins, steps), in symbol order: per kind one frame
+    of as_of_window, target_window, the bounds and symbol."""
     frames: dict[str, list[pd.DataFrame]] = {kind: [] for kind in BAND_KINDS}
-    if len(wanted):
-        for symbol in sorted(origins):
-            if not len(origins[symbol]):
-                continue
-            by_kind = bands.baseline_band_kinds(per_symbol[symbol], origins[symbol], int(wanted.max()), BAND_KINDS,
-                                                steps=wanted)
-            for kind, band in by_kind.items():
-                frames[kind].append(band[["as_of_window", "target_window", *_BOUNDS]].assign(symbol=symbol))
+    for symbol in sorted(wanted):
+        origins, steps = wanted[symbol]
+        if not len(origins) or not len(steps):
+            continue
+        by_kind = bands.baseline_band_kinds(per_symbol[symbol], origins, int(steps.max()), BAND_KINDS, steps=steps)
+        for kind, band in by_kind.items():
+            frames[kind].append(band[["as_of_window", "target_window", *_BOUNDS]].assign(symbol=symbol))
     empty = pd.DataFrame({"as_of_window": pd.DatetimeIndex([], tz=NEW_YORK), "target_window":
                           pd.DatetimeIndex([], tz=NEW_YORK), **{name: np.zeros(0) for name in _BOUNDS},
                           "symbol": np.zeros(0, dtype=object)})
@@ -744,16 +751,12 @@ def scored_validations(
 def _scored_bands(frame: pd.DataFrame, per_symbol: Mapping[str, pd.DataFrame], bands: Any) -> dict[str, pd.DataFrame]:
     """Both baseline bands of each symbol at exactly the origins and steps of its rows of ``frame`` (per kind one
     frame of symbol, as_of_window, target_window and bounds)."""
-    parts: dict[str, list[pd.DataFrame]] = {kind: [] for kind in BAND_KINDS}
-    for symbol, rows in frame.groupby("symbol", sort=True):
-        origins = pd.DatetimeIndex(rows["as_of_window"].unique()).sort_values()
-        steps = np.unique(rows["horizon_step"].to_numpy(dtype=np.int64))
-        by_kind = bands.baseline_band_kinds(per_symbol[str(symbol)], origins, int(steps.max()), BAND_KINDS,
-                                            steps=steps)
-        for kind, band in by_kind.items():
-            parts[kind].append(band[["as_of_window", "target_window", *_BOUNDS]].assign(symbol=str(symbol)))
-    return {kind: frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-            for kind, frames in parts.items()}
+    wanted = {
+        str(symbol): (pd.DatetimeIndex(rows["as_of_window"].unique()).sort_values(),
+                      np.unique(rows["horizon_step"].to_numpy(dtype=np.int64)))
+        for symbol, rows in frame.groupby("symbol", sort=True)
+    }
+    return _band_frames(bands, per_symbol, wanted)
 
 
 def _instants(values: pd.Series) -> np.ndarray:
